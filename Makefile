@@ -32,7 +32,7 @@ test: venv image lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest
 
 demo: venv
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/demo.py
+	scripts/demo
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,11 +1,17 @@
 """The local EC2 API: moto's server, made to answer like EC2 where the playbooks rely on it.
 
-Used by the tests and by the local cloud. Run as
-``python -m awsc.emulator -H 127.0.0.1 -p PORT`` (moto_server's arguments); seed AMIs with
-``MOTO_AMIS_PATH``.
+Used by the tests, the benchmarks and the local cloud. Run in the foreground as
+``python -m awsc.emulator -H 127.0.0.1 -p PORT`` (moto_server's arguments), or start one in the
+background with :func:`start`. AMIs are seeded from ``MOTO_AMIS_PATH``.
 """
 
+import os
+import socket
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def _patch_moto() -> None:
@@ -22,6 +28,54 @@ def _patch_moto() -> None:
             self.snapshot_id = ""
 
     elastic_block_store.Volume.__init__ = init
+
+
+@dataclass
+class Emulator:
+    endpoint: str
+    process: subprocess.Popen
+
+    def client(self, service: str = "ec2", region: str = "us-east-1"):
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(amis: Path, log: Path, port: int | None = None, timeout: float = 30) -> Emulator:
+    """Starts an emulator on 127.0.0.1 in the background and waits until it answers."""
+    port = port or free_port()
+    env = dict(os.environ, MOTO_AMIS_PATH=str(amis), PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "awsc.emulator", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return Emulator(f"http://127.0.0.1:{port}", process)
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the EC2 emulator did not start; see {log}")
 
 
 def main(argv: list[str] | None = None) -> None:
