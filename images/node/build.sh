@@ -38,6 +38,10 @@ deb $mirror bookworm-updates main
 deb http://security.debian.org/debian-security bookworm-security main
 SOURCES
 
+# As on the AMI: localhost resolves from /etc/hosts (the common role adds the cluster's nodes).
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n' \
+  >"$rootfs/etc/hosts"
+
 # Each container gets its own machine id and host name at boot.
 : >"$rootfs/etc/machine-id"
 rm -f "$rootfs/etc/hostname" "$rootfs/var/lib/dbus/machine-id"
