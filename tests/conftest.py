@@ -51,6 +51,8 @@ def isolated_env(home: Path, endpoint: str | None) -> dict[str, str]:
         XDG_STATE_HOME=str(home / ".local/state"),
         ANSIBLE_HOME=str(home / ".ansible"),
         ANSIBLE_LOCAL_TEMP=str(home / ".ansible/tmp"),
+        # Also for the controller itself: "~" of the local connection is the real home.
+        ANSIBLE_REMOTE_TEMP=str(home / ".ansible/tmp"),
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         AWS_REGION="us-east-1",

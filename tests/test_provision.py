@@ -16,6 +16,7 @@ from conftest import (
     instances,
     isolated_env,
     provision,
+    run_playbook,
     tagged_resources,
     tags,
     terminate,
@@ -312,3 +313,36 @@ def test_galaxy_build_contains_roles_and_playbooks_addressable_by_fqcn(env, tmp_
         text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_stop_and_start(ec2, env):
+    provision(env, "sleepy", workers=1)
+    run = run_playbook("playbooks/stop.yml", env, name="sleepy")
+    assert {i["State"]["Name"] for i in instances(ec2, "sleepy")} == {"stopped"}
+    assert "its instances no longer bill, but its 3 EBS volume(s) (30 GiB)" in " ".join(run.out.split())
+    run_playbook("playbooks/start.yml", env, name="sleepy")
+    assert {i["State"]["Name"] for i in instances(ec2, "sleepy")} == {"running"}
+    terminate(env, "sleepy", delete_volume=True)
+    assert tagged_resources(ec2, "sleepy") == []
+
+
+def test_workers_left_unnamed_by_an_interrupted_run_are_named_not_duplicated(ec2, env):
+    provision(env, "resume", workers=1)
+    # A run stopped between launching workers and naming them leaves them tagged but unnamed.
+    launched = ec2.run_instances(
+        ImageId=NEWEST_DEBIAN_AMI,
+        InstanceType="t3.micro",
+        MinCount=2,
+        MaxCount=2,
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": "awsc:cluster", "Value": "resume"}, {"Key": "awsc:role", "Value": "worker"}],
+            }
+        ],
+    )["Instances"]
+    provision(env, "resume", workers=3)
+    nodes = by_node(ec2, "resume")
+    assert sorted(nodes) == ["master", "node001", "node002", "node003"]
+    assert {nodes["node002"]["InstanceId"], nodes["node003"]["InstanceId"]} == {i["InstanceId"] for i in launched}
+    terminate(env, "resume", delete_volume=True)
