@@ -157,6 +157,9 @@ def test_inventory_groups_one_cluster_and_nothing_from_another(alpha, ec2, modul
     assert hostvars["alpha-master"]["awsc_data_volume_id"] == tags(master)["awsc:data-volume"]
     assert hostvars["alpha-node002"]["awsc_node_name"] == "node002"
 
+    _, private = inventory(dict(module_env, AWSC_CONNECT="private"), cluster="alpha")
+    assert private["alpha-master"]["ansible_host"] == master["PrivateIpAddress"]
+
     # Without AWSC_CLUSTER every cluster is listed, each in its own group.
     groups, _ = inventory(module_env)
     assert groups["awsc_beta"] == {"beta-master", "beta-node001"}
