@@ -1,10 +1,31 @@
-"""The `awsc` command line. Its commands drive the playbooks through ansible-runner."""
+"""The `awsc` command line: arguments in, calls out. Its commands drive the playbooks through ansible-runner.
+
+Thin on purpose: config (awsc.config), runs (awsc.runner), prices (awsc.pricing), AWS queries
+(awsc.cloud) and ssh (awsc.ssh) live in their own modules, which are imported inside the
+commands so that `awsc --help` does not load ansible-runner, boto3 or rich.
+JSON outputs are documented in awsc.schemas.
+"""
+
+import functools
+import json
+import os
+import sys
+from typing import Annotated, Any
 
 import typer
 
 from awsc import __version__
+from awsc.errors import AwscError
 
-app = typer.Typer(help="Launch a compute cluster on AWS EC2, and take it down again.", no_args_is_help=True)
+app = typer.Typer(
+    help="Launch a compute cluster on AWS EC2, and take it down again.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="The config file and its cluster templates.", no_args_is_help=True)
+volume_app = typer.Typer(help="Data volumes: create one to reuse, list, delete.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(volume_app, name="volume")
 
 
 def _version(value: bool) -> None:
@@ -17,4 +38,906 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
-    """awsc: one command for a Slurm or Grid Engine cluster on EC2."""
+    """awsc: one command for a Slurm cluster on EC2 (master + workers, shared /home and /data)."""
+
+
+def command(function):
+    """Every command: an AwscError becomes one line on stderr and exit code 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except AwscError as e:
+            typer.echo(f"awsc: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+# ---- Shared options ---------------------------------------------------------------------------
+
+Name = Annotated[str, typer.Argument(help="Cluster name: 1-32 lowercase letters, digits, dashes.")]
+Region = Annotated[
+    str | None, typer.Option("--region", "-r", help="AWS region (default: config, AWS_REGION, us-east-1).")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (see awsc.schemas).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Ansible's own output.")]
+ProvisionOnly = Annotated[
+    bool, typer.Option("--provision-only", help="Only create the AWS resources (provision.yml), do not configure.")
+]
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _config():
+    from awsc.config import Config
+
+    return Config.load()
+
+
+def _region(option: str | None, cfg=None) -> str:
+    cfg = cfg or _config()
+    return (
+        option
+        or cfg.defaults.get("region")
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+
+
+def _members(region: str, name: str):
+    """The live nodes of an existing cluster; a cluster without any is an error."""
+    from awsc import cloud
+    from awsc.config import validate_name
+
+    validate_name(name)
+    members = cloud.nodes(region, name)
+    if not members:
+        raise AwscError(f"No cluster '{name}' in {region}: `awsc ls` lists the clusters there (--region for another).")
+    return members
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    """--yes says yes; otherwise ask, and read no answer (closed or empty stdin) as no."""
+    if yes:
+        return True
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except (typer.Abort, EOFError):
+        typer.echo("", err=True)
+        return False
+
+
+def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: bool, hints: list[str], **kw):
+    """Runs a playbook; on failure prints the failed task, host, message, log and hints, and exits 1."""
+    from awsc import runner
+
+    result = runner.run(verb, extravars, cluster=name, region=region, verbose=verbose, console=_console(True), **kw)
+    err = _console(True)
+    if result.status == "canceled":
+        err.print(f"[yellow]Interrupted: {result.playbook} was stopped.[/yellow]")
+        if result.changed_tasks:
+            err.print("These steps had already changed something: " + "; ".join(result.changed_tasks) + ".")
+            err.print("Resources may exist and bill: `awsc ls` shows them.")
+        else:
+            err.print("No step had changed anything yet.")
+        for hint in hints:
+            err.print(hint)
+        err.print(f"Log: {result.log}")
+        raise typer.Exit(130)
+    if not result.ok:
+        failure = result.failures[-1] if result.failures else None
+        if failure:
+            err.print(f"[red]✗ {result.playbook} failed[/red] at task “{failure.task}” on {failure.host}:")
+            err.print(f"  {failure.message}", markup=False)
+        else:
+            err.print(f"[red]✗ {result.playbook} failed[/red] (status {result.status}, rc {result.rc}).")
+        err.print(f"Log: {result.log}")
+        for hint in hints:
+            err.print(hint)
+        raise typer.Exit(1)
+    return result
+
+
+def _resume_hints(name: str) -> list[str]:
+    return [f"`awsc up {name}` again resumes; `awsc down {name}` removes what was created."]
+
+
+# ---- config -------------------------------------------------------------------------------------
+
+
+@config_app.command("init")
+@command
+def config_init(force: Annotated[bool, typer.Option("--force", help="Replace an existing config.")] = False) -> None:
+    """Write a commented sample config with [defaults] and templates."""
+    from awsc import config
+
+    path = config.init(force=force)
+    typer.echo(f"Wrote {path}: edit its templates, then `awsc up NAME -t TEMPLATE`.")
+
+
+@config_app.command("show")
+@command
+def config_show(
+    template: Annotated[str | None, typer.Argument(help="Template name (default: [defaults] template).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Print a template with everything resolved (playbook defaults < [defaults] < extends chain)."""
+    cfg = _config()
+    name = template or cfg.default_template
+    settings = cfg.resolve(name)
+    chain = cfg.chain(name) if name else []
+    if as_json:
+        _emit_json({"template": name, "chain": chain, "settings": settings})
+        return
+    typer.echo(f"# template {name or '(none)'}" + (f": {' < '.join(chain)}" if len(chain) > 1 else ""))
+    typer.echo(f"# from {cfg.path}" if cfg.path.exists() else "# no config file: the playbooks' defaults")
+    for key in sorted(settings):
+        typer.echo(f"{key} = {json.dumps(settings[key])}")
+
+
+# ---- up / down ----------------------------------------------------------------------------------
+
+
+def _print_estimate(est, threshold: float) -> None:
+    out = _console()
+    out.print(f"Estimated cost in {est.region} (prices of {est.taken}):")
+    for line in est.lines:
+        per_hour = "unknown" if line.per_hour is None else f"${line.per_hour:.4f}/h"
+        unit = "" if line.unit is None or line.what == "EBS volumes" else f" × ${line.unit:g}"
+        note = f"  ({line.note})" if line.note else ""
+        out.print(f"  {line.count:>3} {line.what}{unit}: {per_hour}{note}", markup=False)
+    total = f"${est.per_hour:.4f}/hour (about ${est.per_month:.2f}/month)"
+    out.print(f"  Total: {total}" + ("" if est.complete else " + the unknown prices"), markup=False)
+    if est.spot_max_hour is not None:
+        out.print(f"  Spot workers bill at most ${est.spot_max_hour:.4f}/hour together.", markup=False)
+    if est.unknown:
+        out.print(f"  No price for {', '.join(est.unknown)} in {est.region}: `awsc price --refresh` looks it up.")
+    out.print(f"  Stopped, the volumes still cost ${est.storage_month:.2f}/month.", markup=False)
+
+
+def _compare(name: str, region: str, members, settings: dict[str, Any], explicit: set[str]) -> None:
+    """`up` of an existing cluster must ask for the cluster it is: refuse settings that differ.
+
+    A cluster's "config" is what its instances show: the master's and workers' instance types,
+    the AMI and key pair when given explicitly, and the region it lives in (another region is
+    another cluster of the same name). The number of workers may differ: that grows or shrinks the
+    cluster, except that a template's default count never removes workers by itself.
+    """
+    master = next((m for m in members if m.role == "master"), None)
+    workers = [m for m in members if m.role == "worker"]
+    differences = []
+    if master and master.instance_type != settings["master_instance_type"]:
+        differences.append(f"master_instance_type {master.instance_type} (asked: {settings['master_instance_type']})")
+    if workers and workers[0].instance_type != settings["worker_instance_type"]:
+        differences.append(
+            f"worker_instance_type {workers[0].instance_type} (asked: {settings['worker_instance_type']})"
+        )
+    if master and "ami" in explicit and settings["ami"] and master.image_id != settings["ami"]:
+        differences.append(f"ami {master.image_id} (asked: {settings['ami']})")
+    if master and "key_name" in explicit and settings["key_name"] and master.key_name != settings["key_name"]:
+        differences.append(f"key_name {master.key_name} (asked: {settings['key_name']})")
+    if differences:
+        raise AwscError(
+            f"Cluster {name} exists in {region} with {'; '.join(differences)}: use its settings to resume, "
+            f"or `awsc down {name}` first."
+        )
+    if len(workers) > int(settings["workers"]) and "workers" not in explicit:
+        raise AwscError(
+            f"Cluster {name} has {len(workers)} workers, the template {settings['workers']}: pass -n {len(workers)} "
+            f"to keep them, or -n {settings['workers']} (or `awsc remove-node`) to shrink it."
+        )
+
+
+def _save_settings(name: str, settings: dict[str, Any]) -> None:
+    from awsc import paths
+
+    path = paths.state_dir() / name / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def _saved_settings(name: str) -> dict[str, Any]:
+    from awsc import paths
+
+    path = paths.state_dir() / name / "settings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@app.command()
+@command
+def up(
+    name: Name,
+    template: Annotated[str | None, typer.Option("--template", "-t", help="Template of the config.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-n", min=0, help="Number of workers.")] = None,
+    worker_type: Annotated[str | None, typer.Option("--worker-type", help="Workers' instance type.")] = None,
+    master_type: Annotated[str | None, typer.Option("--master-type", help="Master's instance type.")] = None,
+    ami: Annotated[str | None, typer.Option("--ami", help="AMI id (default: newest Debian 12).")] = None,
+    spot_max_price: Annotated[
+        float | None, typer.Option("--spot-max-price", min=0, help="Spot workers at this max USD/hour.")
+    ] = None,
+    volume_size: Annotated[int | None, typer.Option("--volume-size", min=1, help="GiB of a new /data volume.")] = None,
+    volume_id: Annotated[str | None, typer.Option("--volume-id", help="Reuse this volume as /data.")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="slurm | sge.")] = None,
+    ssh_cidr: Annotated[str | None, typer.Option("--ssh-cidr", help="Who may SSH in (default: your IP/32).")] = None,
+    key_name: Annotated[str | None, typer.Option("--key-name", help="An EC2 key pair of yours.")] = None,
+    region: Region = None,
+    yes: Yes = False,
+    verbose: Verbose = False,
+    provision_only: ProvisionOnly = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimate and stop.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Launch a cluster (playbooks/launch.yml): the cost estimate first, then provision and configure."""
+    from awsc import cloud, config, pricing
+
+    config.validate_name(name)
+    if volume_size is not None and volume_id is not None:
+        raise AwscError("Pass --volume-size (a new volume) or --volume-id (an existing one), not both.")
+    cfg = _config()
+    overrides = {
+        "workers": workers,
+        "worker_instance_type": worker_type,
+        "master_instance_type": master_type,
+        "ami": ami,
+        "spot_max_price": None if spot_max_price is None else f"{spot_max_price:g}",
+        "volume_size": volume_size,
+        "volume_id": volume_id,
+        "scheduler": scheduler,
+        "ssh_cidr": ssh_cidr,
+        "key_name": key_name,
+        "region": region,
+    }
+    settings = cfg.resolve(template, overrides)
+    explicit = cfg.explicit(template, overrides)
+    if "region" not in explicit:
+        settings["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
+    if settings["scheduler"] != "slurm":
+        raise AwscError(
+            f"Scheduler '{settings['scheduler']}' is not available yet: configure.yml sets up Slurm only; use slurm."
+        )
+    region = settings["region"]
+    ec2 = cloud.client("ec2", region)
+    for key in ("master_instance_type", "worker_instance_type"):
+        if not cloud.instance_type_exists(region, settings[key], ec2):
+            raise AwscError(f"Instance type '{settings[key]}' does not exist in {region}: check --{key[:6]}-type.")
+    members = cloud.nodes(region, name, ec2)
+    if members:
+        _compare(name, region, members, settings, explicit)
+
+    spot_now = None
+    if settings.get("spot_max_price"):
+        spot_now = cloud.spot_price(region, settings["worker_instance_type"], ec2=ec2)
+    est = pricing.estimate(settings, spot_price=spot_now)
+    if as_json:
+        _emit_json({"estimate": est.as_dict()})
+    else:
+        _print_estimate(est, cfg.confirm_above)
+    if dry_run:
+        return
+    if members:
+        typer.echo(f"Cluster {name} exists ({len(members)} nodes): resuming it with these settings.", err=True)
+    if not est.complete or est.per_hour > cfg.confirm_above:
+        reason = (
+            "its price is not in the table"
+            if not est.complete
+            else f"above confirm_above = ${cfg.confirm_above:g}/hour"
+        )
+        if not _confirm(f"Launch {name} ({reason})?", yes):
+            raise AwscError(f"Not launched: {reason}; nothing was created. Pass --yes to launch without asking.")
+
+    verb = "provision" if provision_only else "launch"
+    _run(verb, name, config.extravars({**settings, "name": name}), region, verbose, _resume_hints(name))
+    _save_settings(name, settings)
+    members = cloud.nodes(region, name, ec2)
+    master = next((m for m in members if m.role == "master"), None)
+    out = _console(stderr=as_json)
+    out.print(
+        f"Cluster {name} is up in {region}: master {master.public_ip if master else '?'}, "
+        f"{len(members) - 1} worker(s).",
+        markup=False,
+    )
+    if provision_only:
+        out.print("Provisioned only (--provision-only): `awsc up NAME` without it configures the nodes.")
+    out.print(f"`awsc ssh {name}` logs in; `awsc down {name}` takes it away.", markup=False)
+
+
+@app.command()
+@command
+def down(
+    name: Name,
+    delete_volume: Annotated[bool, typer.Option("--delete-volume", help="Also delete the /data volume.")] = False,
+    region: Region = None,
+    yes: Yes = False,
+    verbose: Verbose = False,
+    as_json: Json = False,
+) -> None:
+    """Terminate a cluster (playbooks/terminate.yml); then list what still bills, or say nothing is left."""
+    from awsc import cloud, config, pricing
+
+    config.validate_name(name)
+    region = _region(region)
+    ec2 = cloud.client("ec2", region)
+    if not cloud.exists(region, name, ec2):
+        raise AwscError(f"No cluster '{name}' in {region}: nothing to take down (`awsc ls` lists the clusters).")
+    members = cloud.nodes(region, name, ec2)
+    what = f"{len(members)} instance(s)" + (" and its /data volume" if delete_volume else ", keeping its /data volume")
+    if not _confirm(f"Terminate cluster {name} in {region}: {what}?", yes):
+        raise AwscError(f"Not terminated: pass --yes to terminate {name} without asking.")
+    result = _run(
+        "terminate",
+        name,
+        {"name": name, "region": region, "delete_volume": delete_volume},
+        region,
+        verbose,
+        [f"`awsc down {name}` again retries what is left."],
+    )
+    left = result.fact("awsc_leftovers")
+    if left is None:
+        left = cloud.leftovers(region, name, ec2)
+    table = pricing.load_table()
+    items = [
+        dict(
+            item,
+            size_gib=int(item["size_gib"]),
+            per_month=round(pricing.storage_month(table, region, item["type"], int(item["size_gib"])), 2),
+        )
+        for item in left
+    ]
+    total = round(sum(item["per_month"] for item in items), 2)
+    if as_json:
+        _emit_json({"cluster": name, "region": region, "leftovers": items, "per_month": total})
+        return
+    out = _console()
+    if not items:
+        out.print(f"Cluster {name} is gone: nothing is left that bills.")
+        return
+    out.print(f"Cluster {name} is terminated. Still billing (${total:.2f}/month):", markup=False)
+    for item in items:
+        out.print(
+            f"  {item['type']} {item['id']}: {item['size_gib']} GiB, ${item['per_month']:.2f}/month", markup=False
+        )
+    if any(item["type"] == "volume" for item in items):
+        out.print("Reuse the volume with `awsc up NAME --volume-id ID`, or delete it: `awsc volume rm ID`.")
+
+
+# ---- stop / start -------------------------------------------------------------------------------
+
+
+def _volume_note(region: str, name: str) -> str:
+    from awsc import cloud, pricing
+
+    found = cloud.volumes(region, name)
+    gib = sum(v["size_gib"] for v in found)
+    month = pricing.storage_month(pricing.load_table(), region, "volume", gib)
+    return f"{len(found)} EBS volume(s), {gib} GiB: ${month:.2f}/month"
+
+
+@app.command()
+@command
+def stop(name: Name, region: Region = None, verbose: Verbose = False) -> None:
+    """Stop a cluster's instances: compute stops billing, its volumes do not."""
+    region = _region(region)
+    _members(region, name)
+    _run("stop", name, {"name": name, "region": region}, region, verbose, [f"`awsc stop {name}` again retries."])
+    typer.echo(
+        f"Cluster {name} is stopped. Its volumes still bill ({_volume_note(region, name)}) until `awsc down {name}`; "
+        f"`awsc start {name}` starts it again."
+    )
+
+
+@app.command()
+@command
+def start(name: Name, region: Region = None, verbose: Verbose = False) -> None:
+    """Start a stopped cluster. Public addresses change."""
+    from awsc import cloud
+
+    region = _region(region)
+    _members(region, name)
+    _run("start", name, {"name": name, "region": region}, region, verbose, [f"`awsc start {name}` again retries."])
+    members = cloud.nodes(region, name)
+    typer.echo(f"Cluster {name} is running: " + ", ".join(f"{m.node} {m.public_ip or m.private_ip}" for m in members))
+    typer.echo(f"Its instances bill again; its volumes billed while it was stopped too ({_volume_note(region, name)}).")
+
+
+# ---- ls / status --------------------------------------------------------------------------------
+
+
+def _summary(name: str, region: str, members, volumes: list[dict], table, now) -> dict[str, Any]:
+    from datetime import datetime
+
+    from awsc import pricing
+
+    prices = pricing.region_prices(table, region)
+    master = next((m for m in members if m.role == "master"), None)
+    workers = [m for m in members if m.role == "worker"]
+    states = {m.state for m in members}
+    running = [m for m in members if m.state == "running"]
+    cost: float | None = 0.0
+    for m in running:
+        price = prices["instance_hour"].get(m.instance_type)
+        cost = None if price is None or cost is None else cost + price
+    if cost is not None:
+        cost += prices["public_ipv4_hour"] * sum(1 for m in running if m.public_ip)
+        cost += sum(v["size_gib"] for v in volumes) * prices["gp3_gib_month"] / pricing.HOURS_PER_MONTH
+    launched = master.launched if master else min((m.launched for m in members), default=None)
+    age = int((now - datetime.fromisoformat(launched)).total_seconds()) if launched else None
+    return {
+        "name": name,
+        "region": region,
+        "state": states.pop() if len(states) == 1 else "mixed",
+        "nodes": len(members),
+        "workers": len(workers),
+        "running": len(running),
+        "master_instance_type": master.instance_type if master else None,
+        "worker_instance_types": sorted({w.instance_type for w in workers}),
+        "launched": launched,
+        "age_seconds": age,
+        "cost_per_hour": None if cost is None else round(cost, 6),
+    }
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600}h"
+
+
+@app.command("ls")
+@command
+def ls_(region: Region = None, as_json: Json = False) -> None:
+    """List the clusters of a region: nodes, types, state, age, cost per hour."""
+    from datetime import UTC, datetime
+
+    from awsc import cloud, pricing
+
+    region = _region(region)
+    ec2 = cloud.client("ec2", region)
+    table = pricing.load_table()
+    now = datetime.now(UTC)
+    rows = [
+        _summary(name, region, members, cloud.volumes(region, name, ec2), table, now)
+        for name, members in cloud.all_clusters(region, ec2).items()
+    ]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        typer.echo(f"No clusters in {region}.")
+        return
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for column in ("CLUSTER", "STATE", "NODES", "MASTER", "WORKERS", "AGE", "$/HOUR"):
+        t.add_column(column)
+    for row in rows:
+        cost = "?" if row["cost_per_hour"] is None else f"{row['cost_per_hour']:.4f}"
+        workers = f"{row['workers']} × {','.join(row['worker_instance_types'])}" if row["workers"] else "0"
+        t.add_row(
+            row["name"],
+            row["state"],
+            str(row["nodes"]),
+            row["master_instance_type"] or "-",
+            workers,
+            _age(row["age_seconds"]),
+            cost,
+        )
+    _console().print(t)
+
+
+@app.command()
+@command
+def status(
+    name: Name,
+    region: Region = None,
+    as_json: Json = False,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Do not ask the scheduler over ssh.")] = False,
+) -> None:
+    """A cluster's nodes, addresses, and the scheduler's view (sinfo/squeue over ssh) when reachable."""
+    from datetime import UTC, datetime
+
+    from awsc import cloud, pricing, ssh
+
+    region = _region(region)
+    members = _members(region, name)
+    summary = _summary(name, region, members, cloud.volumes(region, name), pricing.load_table(), datetime.now(UTC))
+    scheduler: dict[str, Any] = {"reachable": False, "output": None, "error": None}
+    master = next((m for m in members if m.role == "master"), None)
+    if no_scheduler:
+        scheduler["error"] = "not asked (--no-scheduler)"
+    elif master is None or master.state != "running":
+        scheduler["error"] = "the master is not running"
+    else:
+        try:
+            argv = ssh.ssh_command(name, members, master, ["sinfo; echo; squeue"], connect_timeout=5)
+            argv[1:1] = ["-o", "BatchMode=yes"]
+            rc, text = ssh.capture(argv, timeout=20)
+        except AwscError as e:
+            rc, text = 255, str(e)
+        if rc == 0:
+            scheduler.update(reachable=True, output=text)
+        else:
+            scheduler["error"] = f"the master did not answer over ssh (rc {rc}): {' '.join(text.split())}"
+    if as_json:
+        _emit_json({"cluster": summary, "nodes": [m.as_dict() for m in members], "scheduler": scheduler})
+        return
+    from rich.table import Table
+
+    out = _console()
+    cost = "?" if summary["cost_per_hour"] is None else f"${summary['cost_per_hour']:.4f}/hour"
+    out.print(f"Cluster {name} in {region}: {summary['state']}, {summary['nodes']} node(s), {cost}", markup=False)
+    t = Table(box=None, header_style="bold")
+    for column in ("NODE", "INSTANCE", "TYPE", "STATE", "PUBLIC IP", "PRIVATE IP", "USER"):
+        t.add_column(column)
+    for m in members:
+        t.add_row(m.node, m.instance_id, m.instance_type, m.state, m.public_ip or "-", m.private_ip or "-", m.user)
+    out.print(t)
+    if scheduler["reachable"]:
+        out.print("Scheduler:")
+        out.print(scheduler["output"], markup=False)
+    else:
+        out.print(f"Scheduler: unreachable — {scheduler['error']}", markup=False)
+
+
+# ---- ssh / put / get ----------------------------------------------------------------------------
+
+
+NODE_PATTERN = r"master|node[0-9]+|i-[0-9a-f]+"
+
+
+@app.command()
+@command
+def ssh(
+    name: Name,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[NODE] [-- COMMAND...]", help="master (default), node001, ... then a command."),
+    ] = None,
+    region: Region = None,
+    show: Annotated[bool, typer.Option("--print", help="Print the ssh command instead of running it.")] = False,
+) -> None:
+    """Log in to a node (the master by default), or run a command there.
+
+    NODE is master, nodeNNN or an instance id; anything else starts the command.
+    """
+    import re
+    import shlex
+
+    from awsc import ssh as ssh_
+
+    args = list(args or [])
+    node = args.pop(0) if args and re.fullmatch(NODE_PATTERN, args[0]) else None
+    if args[:1] == ["--"]:
+        args.pop(0)
+    region = _region(region)
+    members = _members(region, name)
+    target = ssh_.find_node(name, members, node)
+    argv = ssh_.ssh_command(name, members, target, args)
+    if show:
+        typer.echo(shlex.join(argv))
+        return
+    raise typer.Exit(ssh_.run(argv))
+
+
+@app.command()
+@command
+def put(
+    name: Name,
+    local: Annotated[list[str], typer.Argument(help="Local files, then the remote path.")],
+    node: Annotated[str | None, typer.Option("--node", help="master (default), node001, ...")] = None,
+    region: Region = None,
+    show: Annotated[bool, typer.Option("--print", help="Print the scp command instead of running it.")] = False,
+) -> None:
+    """Copy local files to a node: awsc put NAME LOCAL... REMOTE."""
+    import shlex
+
+    from awsc import ssh as ssh_
+
+    if len(local) < 2:
+        raise AwscError("Usage: awsc put NAME LOCAL... REMOTE")
+    region = _region(region)
+    members = _members(region, name)
+    target = ssh_.find_node(name, members, node)
+    argv = ssh_.scp_command(name, members, target, local[:-1], ssh_.remote(target, local[-1]))
+    if show:
+        typer.echo(shlex.join(argv))
+        return
+    raise typer.Exit(ssh_.run(argv))
+
+
+@app.command()
+@command
+def get(
+    name: Name,
+    remote: Annotated[str, typer.Argument(help="Path on the node.")],
+    local: Annotated[str, typer.Argument(help="Local path.")] = ".",
+    node: Annotated[str | None, typer.Option("--node", help="master (default), node001, ...")] = None,
+    region: Region = None,
+    show: Annotated[bool, typer.Option("--print", help="Print the scp command instead of running it.")] = False,
+) -> None:
+    """Copy a file or folder from a node: awsc get NAME REMOTE [LOCAL]."""
+    import shlex
+
+    from awsc import ssh as ssh_
+
+    region = _region(region)
+    members = _members(region, name)
+    target = ssh_.find_node(name, members, node)
+    argv = ssh_.scp_command(name, members, target, [ssh_.remote(target, remote)], local)
+    if show:
+        typer.echo(shlex.join(argv))
+        return
+    raise typer.Exit(ssh_.run(argv))
+
+
+# ---- add-node / remove-node ---------------------------------------------------------------------
+
+
+def _resize(name: str, region: str, members, workers: int, provision_only: bool, verbose: bool) -> None:
+    from awsc import cloud, config
+
+    settings = config.playbook_defaults()
+    settings.update(_saved_settings(name))
+    settings.update(cloud.settings_of(region, name, members))
+    settings["workers"] = workers
+    verb = "provision" if provision_only else "launch"
+    _run(verb, name, config.extravars({**settings, "name": name}), region, verbose, _resume_hints(name))
+    _save_settings(name, settings)
+    after = cloud.nodes(region, name)
+    typer.echo(
+        f"Cluster {name} has {sum(m.role == 'worker' for m in after)} worker(s): "
+        + ", ".join(m.node for m in after if m.role == "worker")
+    )
+
+
+@app.command("add-node")
+@command
+def add_node(
+    name: Name,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many workers to add.")] = 1,
+    region: Region = None,
+    yes: Yes = False,
+    verbose: Verbose = False,
+    provision_only: ProvisionOnly = False,
+) -> None:
+    """Add workers (provision with more workers, then configure the scheduler for them)."""
+    from awsc import pricing
+
+    region = _region(region)
+    members = _members(region, name)
+    workers = [m for m in members if m.role == "worker"]
+    worker_type = workers[0].instance_type if workers else members[0].instance_type
+    price = pricing.instance_price(pricing.load_table(), region, worker_type)
+    more = "unknown" if price is None else f"${price * count:.4f}/hour"
+    typer.echo(f"Adding {count} × {worker_type} to {name}: {more} more, plus IPv4 and root volumes.")
+    if price is None and not _confirm(f"Add {count} worker(s) of unknown price?", yes):
+        raise AwscError("Not added: pass --yes to add them without asking.")
+    _resize(name, region, members, len(workers) + count, provision_only, verbose)
+
+
+@app.command("remove-node")
+@command
+def remove_node(
+    name: Name,
+    node: Annotated[str, typer.Argument(help="The worker to remove: the highest-numbered one.")],
+    region: Region = None,
+    verbose: Verbose = False,
+    provision_only: ProvisionOnly = False,
+) -> None:
+    """Remove a worker (provision with one worker fewer: the highest-numbered goes)."""
+    region = _region(region)
+    members = _members(region, name)
+    workers = sorted((m for m in members if m.role == "worker"), key=lambda m: m.node)
+    if not workers:
+        raise AwscError(f"Cluster {name} has no workers to remove.")
+    if node not in {m.node for m in workers} | {m.instance_id for m in workers}:
+        raise AwscError(f"Cluster {name} has no worker '{node}' (its workers: {', '.join(m.node for m in workers)}).")
+    if node not in (workers[-1].node, workers[-1].instance_id):
+        raise AwscError(
+            f"Only the highest-numbered worker ({workers[-1].node}) can be removed for now: provisioning "
+            f"keeps workers node001..nodeN."
+        )
+    _resize(name, region, members, len(workers) - 1, provision_only, verbose)
+
+
+# ---- volumes ------------------------------------------------------------------------------------
+
+
+def _volume_rows(region: str) -> list[dict[str, Any]]:
+    from awsc import cloud, pricing
+
+    table = pricing.load_table()
+    rows = cloud.volumes(region)
+    for row in rows:
+        row["per_month"] = round(pricing.storage_month(table, region, "volume", row["size_gib"]), 2)
+    return rows
+
+
+@volume_app.command("create")
+@command
+def volume_create(
+    name: Annotated[str, typer.Argument(help="Volume name (tag Name and awsc:volume).")],
+    size: Annotated[int, typer.Option("--size", "-s", min=1, help="GiB.")] = 10,
+    zone: Annotated[str | None, typer.Option("--zone", help="Availability zone (default: the region's first).")] = None,
+    region: Region = None,
+    verbose: Verbose = False,
+) -> None:
+    """Create an encrypted gp3 volume (playbooks/volume.yml) to use with `awsc up --volume-id`."""
+    from awsc import config, pricing
+
+    config.validate_name(name)
+    region = _region(region)
+    month = pricing.storage_month(pricing.load_table(), region, "volume", size)
+    typer.echo(f"A {size} GiB gp3 volume costs ${month:.2f}/month until deleted.")
+    extravars = {"volume_name": name, "volume_size": size, "region": region, "state": "present"}
+    if zone:
+        extravars["availability_zone"] = zone
+    result = _run("volume", name, extravars, region, verbose, [], state="_volumes")
+    volume = result.fact("awsc_volume") or {}
+    typer.echo(f"Volume {volume.get('id', '?')} ({name}, {size} GiB) in {volume.get('zone', '?')}.")
+
+
+@volume_app.command("ls")
+@command
+def volume_ls(region: Region = None, as_json: Json = False) -> None:
+    """List the volumes awsc made or adopted (data volumes, kept ones) and what they cost."""
+    region = _region(region)
+    rows = _volume_rows(region)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        typer.echo(f"No awsc volumes in {region}.")
+        return
+    for row in rows:
+        attached = ",".join(row["attached_to"]) or "-"
+        typer.echo(
+            f"{row['id']}  {row['name'] or '-':<16} {row['cluster'] or '-':<12} {row['role']:<5} "
+            f"{row['size_gib']:>5} GiB  {row['zone']}  {row['state']:<9} {attached}  ${row['per_month']:.2f}/month"
+        )
+
+
+@volume_app.command("rm")
+@command
+def volume_rm(
+    volume_id: Annotated[str, typer.Argument(help="vol-...")],
+    region: Region = None,
+    yes: Yes = False,
+    verbose: Verbose = False,
+) -> None:
+    """Delete a volume that is not attached (its data is lost)."""
+    region = _region(region)
+    rows = {row["id"]: row for row in _volume_rows(region)}
+    if volume_id not in rows:
+        raise AwscError(f"No awsc volume {volume_id} in {region} (`awsc volume ls` lists them).")
+    if rows[volume_id]["attached_to"]:
+        raise AwscError(
+            f"Volume {volume_id} is attached to {', '.join(rows[volume_id]['attached_to'])}: "
+            "take its cluster down first."
+        )
+    if not _confirm(f"Delete {volume_id} ({rows[volume_id]['size_gib']} GiB) and its data?", yes):
+        raise AwscError("Not deleted: pass --yes to delete it without asking.")
+    _run("volume", "_volumes", {"volume_id": volume_id, "region": region, "state": "absent"}, region, verbose, [])
+    typer.echo(f"Deleted {volume_id}.")
+
+
+# ---- prices -------------------------------------------------------------------------------------
+
+
+@app.command()
+@command
+def price(
+    types: Annotated[list[str] | None, typer.Argument(help="Instance types (default: all in the table).")] = None,
+    region: Region = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Update the table from the AWS Price List API.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Show the on-demand prices in use (and refresh them from the AWS Price List API)."""
+    from awsc import pricing
+
+    region = _region(region)
+    if refresh:
+        path, found = pricing.refresh(types=types, regions=None)
+        typer.echo(f"Refreshed {found} prices into {path}.", err=True)
+    table = pricing.load_table()
+    prices = pricing.region_prices(table, region)
+    instance_hour = {k: v for k, v in prices["instance_hour"].items() if not types or k in types}
+    data = {
+        "taken": table["taken"],
+        "source": table["source"],
+        "region": region,
+        "instance_hour": instance_hour,
+        "gp3_gib_month": prices["gp3_gib_month"],
+        "snapshot_gib_month": prices["snapshot_gib_month"],
+        "public_ipv4_hour": prices["public_ipv4_hour"],
+    }
+    if as_json:
+        _emit_json(data)
+        return
+    typer.echo(f"Prices in {region}, USD, taken {table['taken']} ({table['source']})")
+    for instance_type, usd in sorted(instance_hour.items(), key=lambda kv: kv[1]):
+        typer.echo(f"  {instance_type:<14} {usd:>8.4f}/hour")
+    for missing in sorted(set(types or []) - set(instance_hour)):
+        typer.echo(f"  {missing:<14} not in the table (`awsc price --refresh {missing}`)")
+    typer.echo(
+        f"  gp3 {prices['gp3_gib_month']}/GiB-month, snapshots {prices['snapshot_gib_month']}/GiB-month, "
+        f"public IPv4 {prices['public_ipv4_hour']}/hour"
+    )
+
+
+@app.command("spot-history")
+@command
+def spot_history(
+    instance_type: Annotated[str, typer.Argument(help="Instance type, e.g. c5.xlarge.")],
+    region: Region = None,
+    hours: Annotated[int, typer.Option("--hours", min=1, help="How far back.")] = 24,
+    as_json: Json = False,
+) -> None:
+    """Spot prices of an instance type per zone (describe_spot_price_history), newest first."""
+    from awsc import cloud, pricing
+
+    region = _region(region)
+    rows = cloud.spot_history(region, instance_type, hours=hours)
+    if as_json:
+        _emit_json(rows)
+        return
+    on_demand = pricing.instance_price(pricing.load_table(), region, instance_type)
+    if not rows:
+        typer.echo(f"No spot prices for {instance_type} in {region} in the last {hours} hours.")
+        return
+    typer.echo(
+        f"Spot prices of {instance_type} in {region}" + (f" (on-demand ${on_demand:g}/hour)" if on_demand else "")
+    )
+    for row in rows[:50]:
+        typer.echo(f"  {row['time']}  {row['zone']:<12} ${row['price']:g}/hour")
+
+
+# ---- doctor -------------------------------------------------------------------------------------
+
+
+@app.command()
+@command
+def doctor(
+    template: Annotated[str | None, typer.Option("--template", "-t", help="Check for this template.")] = None,
+    region: Region = None,
+) -> None:
+    """Check credentials, region, key files, the AMI and the instance quota; say how to fix each."""
+    from awsc import doctor as checks
+
+    cfg = _config()
+    settings = cfg.resolve(template, {"region": region})
+    if region is None and "region" not in cfg.explicit(template):
+        settings["region"] = _region(None, cfg)
+    results = checks.run_all(settings)
+    failed = 0
+    for check in results:
+        mark = "ok  " if check.ok else "FAIL"
+        typer.echo(f"{mark} {check.name}: {check.detail}")
+        if not check.ok:
+            failed += 1
+            typer.echo(f"     fix: {check.fix}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def run() -> None:  # pragma: no cover - `python -m awsc.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,221 @@
+"""The user's config file: awsc's own settings and named cluster templates that extend each other.
+
+``$XDG_CONFIG_HOME/awsc/config.toml`` (``awsc config init`` writes a commented sample)::
+
+    [defaults]              # awsc's settings, and cluster settings every template starts from
+    confirm_above = 0.25    # ask before `up` when the estimate is above this many USD/hour
+    template = "small"      # the template `awsc up NAME` uses without -t
+    region = "us-east-1"
+
+    [templates.small]
+    workers = 2
+
+    [templates.big]
+    extends = "small"       # everything of `small`, then these
+    worker_instance_type = "c5.xlarge"
+
+A template resolves as: the playbooks' defaults (playbooks/vars/cluster.yml) < ``[defaults]`` <
+each template of the ``extends`` chain, outermost first < the command line's options. Cluster
+settings have the names of the playbooks' extra-vars, so a template is exactly the ``-e`` of an
+``ansible-playbook`` run.
+"""
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from awsc import paths
+from awsc.errors import AwscError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9-]{1,32}$")
+
+# Cluster settings a template may hold (the playbooks' public extra-vars, see vars/cluster.yml),
+# with the type each must have. `scheduler` is awsc's own: slurm for now.
+CLUSTER_SETTINGS: dict[str, type | tuple[type, ...]] = {
+    "region": str,
+    "workers": int,
+    "master_instance_type": str,
+    "worker_instance_type": str,
+    "ami": str,
+    "key_name": str,
+    "public_key_file": str,
+    "ssh_cidr": str,
+    "volume_size": int,
+    "volume_id": str,
+    "spot_max_price": (str, int, float),
+    "root_volume_size": int,
+    "availability_zone": str,
+    "subnet_id": str,
+    "scheduler": str,
+}
+# awsc's own settings, only in [defaults].
+AWSC_SETTINGS: dict[str, type | tuple[type, ...]] = {"confirm_above": (int, float), "template": str}
+SCHEDULERS = ("slurm", "sge")
+DEFAULT_CONFIRM_ABOVE = 0.25
+
+SAMPLE = """\
+# awsc's config: `awsc up NAME -t TEMPLATE` launches a cluster from one of the templates below.
+# Cluster settings have the names of the playbooks' extra-vars (playbooks/vars/cluster.yml);
+# anything not set here keeps the playbooks' default. `awsc config show TEMPLATE` prints a
+# template with everything resolved.
+
+[defaults]
+# Ask for confirmation before `awsc up` when the estimated cost is above this (USD per hour);
+# --yes skips the question. 0 asks every time.
+confirm_above = 0.25
+# The template `awsc up NAME` uses without -t.
+template = "small"
+# Settings every template starts from.
+region = "us-east-1"
+# Who may SSH to the master; empty: your public IP /32, looked up at launch.
+# ssh_cidr = "203.0.113.7/32"
+
+# A master and two workers of the free-tier type: about $0.05/hour in us-east-1.
+[templates.small]
+workers = 2
+master_instance_type = "t3.micro"
+worker_instance_type = "t3.micro"
+volume_size = 10           # GiB of /data, kept by `awsc down` unless --delete-volume
+root_volume_size = 10      # GiB of each node's system disk
+scheduler = "slurm"
+# ami = "ami-..."          # empty: the newest official Debian 12 of the region
+# key_name = "my-key"      # an EC2 key pair of yours; empty: awsc creates awsc-NAME
+# public_key_file = "~/.ssh/id_ed25519.pub"
+
+# Extends `small`: the same, with bigger workers.
+[templates.compute]
+extends = "small"
+workers = 4
+worker_instance_type = "c5.xlarge"
+
+# Spot workers: they bill at most spot_max_price USD/hour each and may be taken back by AWS.
+[templates.spot]
+extends = "compute"
+spot_max_price = "0.10"
+
+# Reuse the /data volume a previous cluster left (`awsc volume ls` lists them).
+# [templates.reuse]
+# extends = "small"
+# volume_id = "vol-0123456789abcdef0"
+"""
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise AwscError(f"Invalid cluster name '{name}': use 1-32 lowercase letters, digits and dashes, e.g. myfirst.")
+    return name
+
+
+def playbook_defaults() -> dict[str, Any]:
+    """The playbooks' public defaults, read from playbooks/vars/cluster.yml (one source of truth)."""
+    import yaml
+
+    data = yaml.safe_load(paths.playbook("vars/cluster").read_text())
+    defaults = {k: v for k, v in data.items() if k in CLUSTER_SETTINGS}
+    defaults.setdefault("scheduler", "slurm")
+    return defaults
+
+
+class Config:
+    """The parsed config file (empty when there is none)."""
+
+    def __init__(self, data: dict[str, Any], path: Path):
+        self.path = path
+        self.defaults: dict[str, Any] = data.get("defaults", {})
+        self.templates: dict[str, dict[str, Any]] = data.get("templates", {})
+        self._check()
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Config":
+        path = path or paths.config_file()
+        if not path.exists():
+            return cls({}, path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise AwscError(f"{path} is not valid TOML: {e}.") from e
+        return cls(data, path)
+
+    def _check(self) -> None:
+        if not isinstance(self.defaults, dict) or not isinstance(self.templates, dict):
+            raise AwscError(f"{self.path}: [defaults] and [templates.NAME] must be tables.")
+        self._check_table("[defaults]", self.defaults, {**CLUSTER_SETTINGS, **AWSC_SETTINGS})
+        for name, template in self.templates.items():
+            if not isinstance(template, dict):
+                raise AwscError(f"{self.path}: templates.{name} must be a table ([templates.{name}]).")
+            self._check_table(f"[templates.{name}]", template, {**CLUSTER_SETTINGS, "extends": str})
+
+    def _check_table(self, where: str, table: dict[str, Any], known: dict[str, Any]) -> None:
+        for key, value in table.items():
+            if key not in known:
+                raise AwscError(f"{self.path} {where}: unknown setting '{key}' (known: {', '.join(sorted(known))}).")
+            if not isinstance(value, known[key]) or isinstance(value, bool):
+                raise AwscError(f"{self.path} {where}: {key} = {value!r} has the wrong type.")
+        scheduler = table.get("scheduler")
+        if scheduler is not None and scheduler not in SCHEDULERS:
+            raise AwscError(f"{self.path} {where}: scheduler '{scheduler}' is not one of {', '.join(SCHEDULERS)}.")
+
+    @property
+    def confirm_above(self) -> float:
+        return float(self.defaults.get("confirm_above", DEFAULT_CONFIRM_ABOVE))
+
+    @property
+    def default_template(self) -> str | None:
+        return self.defaults.get("template")
+
+    def chain(self, template: str) -> list[str]:
+        """The template and those it extends, outermost first."""
+        chain: list[str] = []
+        current: str | None = template
+        while current is not None:
+            if current in chain:
+                raise AwscError(
+                    f"{self.path}: templates extend each other in a loop: {' -> '.join([*chain, current])}."
+                )
+            if current not in self.templates:
+                known = ", ".join(sorted(self.templates)) or f"none yet: `awsc config init` writes {self.path}"
+                if chain:
+                    raise AwscError(f"Template '{chain[-1]}' extends unknown template '{current}' (known: {known}).")
+                raise AwscError(f"Unknown template '{current}' (known: {known}).")
+            chain.append(current)
+            current = self.templates[current].get("extends")
+        return list(reversed(chain))
+
+    def resolve(self, template: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """All cluster settings for a template: playbook defaults < [defaults] < chain < overrides."""
+        settings = playbook_defaults()
+        settings.update({k: v for k, v in self.defaults.items() if k in CLUSTER_SETTINGS})
+        template = template or self.default_template
+        if template:
+            for name in self.chain(template):
+                settings.update({k: v for k, v in self.templates[name].items() if k != "extends"})
+        settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        if settings.get("spot_max_price") not in (None, ""):
+            settings["spot_max_price"] = str(settings["spot_max_price"])
+        if settings["scheduler"] not in SCHEDULERS:
+            raise AwscError(f"Unknown scheduler '{settings['scheduler']}': use one of {', '.join(SCHEDULERS)}.")
+        return settings
+
+    def explicit(self, template: str | None, overrides: dict[str, Any] | None = None) -> set[str]:
+        """Names of the settings the user gave (config or command line), not playbook defaults."""
+        keys = {k for k in self.defaults if k in CLUSTER_SETTINGS}
+        template = template or self.default_template
+        if template:
+            for name in self.chain(template):
+                keys |= {k for k in self.templates[name] if k != "extends"}
+        return keys | {k for k, v in (overrides or {}).items() if v is not None}
+
+
+def init(path: Path | None = None, force: bool = False) -> Path:
+    path = path or paths.config_file()
+    if path.exists() and not force:
+        raise AwscError(f"{path} exists already: edit it, or pass --force to replace it with the sample.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SAMPLE)
+    return path
+
+
+def extravars(settings: dict[str, Any]) -> dict[str, Any]:
+    """The extra-vars of a playbook run: the settings under the playbooks' names (not awsc's own)."""
+    return {k: v for k, v in settings.items() if k != "scheduler"}
