@@ -51,8 +51,9 @@ def isolated_env(home: Path, endpoint: str | None) -> dict[str, str]:
         XDG_STATE_HOME=str(home / ".local/state"),
         ANSIBLE_HOME=str(home / ".ansible"),
         ANSIBLE_LOCAL_TEMP=str(home / ".ansible/tmp"),
-        # Also for the controller itself: "~" of the local connection is the real home.
-        ANSIBLE_REMOTE_TEMP=str(home / ".ansible/tmp"),
+        # The EC2 inventory, plus localhost with its temporary files under ANSIBLE_HOME
+        # (the local connection would use root's real ~/.ansible/tmp).
+        ANSIBLE_INVENTORY=f"{REPO / 'inventory/aws_ec2.yml'},{DATA / 'localhost.yml'}",
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         AWS_REGION="us-east-1",
