@@ -23,9 +23,13 @@ def client(service: str, region: str):
 
 
 def describe_error(error: Exception) -> str:
+    """One short line: the error code and message, without HTML bodies some endpoints return."""
+    import re
+
     code = getattr(error, "response", {}).get("Error", {}).get("Code") if hasattr(error, "response") else None
-    text = " ".join(str(error).split())
-    return f"{code}: {text}" if code and code not in text else text
+    text = " ".join(re.sub(r"<[^>]*>.*", " ", str(error), flags=re.S).split())
+    text = f"{code}: {text}" if code and code not in text else text
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def call(function, *args, **kwargs):

@@ -1,0 +1,597 @@
+"""The `awsc` command, driven through typer's CliRunner and as a subprocess, against the EC2 emulator.
+
+Clusters are provisioned only (--provision-only): the emulator's instances are not machines to
+configure. ssh and scp are replaced by a script that records its arguments and fails as an
+unreachable host does (AWSC_SSH/AWSC_SCP), so no packet leaves 127.0.0.1.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from awsc import pricing, schemas
+from awsc.cli import app
+from awsc.config import Config
+from conftest import CALLER_CIDR, DATA, REPO, VENV_BIN, by_node, isolated_env, tagged_resources, tags
+from typer.testing import CliRunner
+
+FAKE_SSH = """#!/bin/sh
+echo "$0 $*" >> "$(dirname "$0")/ssh.log"
+echo "ssh: connect to host 192.0.2.1 port 22: Connection refused" >&2
+exit 255
+"""
+
+
+def cli_env(home: Path, endpoint: str | None) -> dict[str, str]:
+    env = isolated_env(home, endpoint)
+    fake = home / "bin" / "fake-ssh"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text(FAKE_SSH)
+    fake.chmod(0o755)
+    env.update(AWSC_SSH=str(fake), AWSC_SCP=str(fake), COLUMNS="200", XDG_CACHE_HOME=str(home / ".cache"))
+    return env
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]):
+    """os.environ is exactly `env` (CliRunner's env= only adds to ours)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def awsc(env: dict[str, str], *args: str, input: str | None = None):
+    with environment(env):
+        result = CliRunner().invoke(app, list(args), input=input)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def ok(env, *args, input=None):
+    result = awsc(env, *args, input=input)
+    assert result.exit_code == 0, f"awsc {' '.join(args)}: {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def refused(env, *args, input=None) -> str:
+    """The command fails with exit code 1 and exactly one line on stderr, which is returned."""
+    result = awsc(env, *args, input=input)
+    assert result.exit_code == 1, f"{result.exit_code}\n{result.stdout}\n{result.stderr}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("awsc: "), result.stderr
+    return lines[0]
+
+
+def valid(data, schema):
+    jsonschema.validate(data, schema)
+    return data
+
+
+@pytest.fixture(scope="module")
+def menv(emulator, tmp_path_factory):
+    return cli_env(tmp_path_factory.mktemp("home"), emulator.endpoint)
+
+
+@pytest.fixture
+def fenv(emulator, tmp_path):
+    return cli_env(tmp_path / "home", emulator.endpoint)
+
+
+# ---- help, config --------------------------------------------------------------------------------
+
+
+def test_help_lists_the_commands_without_loading_ansible_runner_or_boto3(fenv):
+    out = ok(fenv, "--help").stdout
+    for name in (
+        "up",
+        "down",
+        "stop",
+        "start",
+        "ls",
+        "status",
+        "ssh",
+        "put",
+        "get",
+        "add-node",
+        "remove-node",
+        "volume",
+        "price",
+        "spot-history",
+        "doctor",
+        "config",
+    ):
+        assert f" {name} " in out
+    code = "import sys, awsc.cli; print(sorted(m for m in ('ansible_runner', 'boto3', 'botocore') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_config_init_writes_a_sample_that_resolves(fenv):
+    out = ok(fenv, "config", "init").stdout
+    path = Path(fenv["XDG_CONFIG_HOME"]) / "awsc" / "config.toml"
+    assert str(path) in out and path.exists()
+    assert "[templates.small]" in path.read_text() and path.read_text().startswith("#")
+    assert "exists already" in refused(fenv, "config", "init")
+
+    spot = valid(json.loads(ok(fenv, "config", "show", "spot", "--json").stdout), schemas.CONFIG)
+    assert spot["chain"] == ["small", "compute", "spot"]
+    assert spot["settings"]["workers"] == 4  # from compute
+    assert spot["settings"]["worker_instance_type"] == "c5.xlarge"
+    assert spot["settings"]["spot_max_price"] == "0.10"
+    assert spot["settings"]["volume_size"] == 10  # from small
+    assert spot["settings"]["subnet_id"] == ""  # the playbooks' default
+    text = ok(fenv, "config", "show").stdout  # [defaults] template = "small"
+    assert "# template small" in text and 'worker_instance_type = "t3.micro"' in text
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        ("", ["config", "show", "nope"], "Unknown template 'nope' (known: none yet"),
+        ("[templates.a]\nworkers = 1\n", ["config", "show", "b"], "Unknown template 'b' (known: a)."),
+        ('[templates.a]\nextends = "b"\n[templates.b]\nextends = "a"\n', ["config", "show", "a"], "in a loop"),
+        ('[templates.a]\nextends = "zz"\n', ["config", "show", "a"], "Template 'a' extends unknown template 'zz'"),
+        ("[templates.a]\nworkres = 1\n", ["config", "show", "a"], "unknown setting 'workres'"),
+        ('[templates.a]\nworkers = "two"\n', ["config", "show", "a"], "workers = 'two' has the wrong type"),
+        ("[templates.a\n", ["config", "show", "a"], "is not valid TOML"),
+        ('[templates.a]\nscheduler = "pbs"\n', ["config", "show", "a"], "scheduler 'pbs' is not one of slurm, sge"),
+        ("", ["up", "x", "-t", "nope", "--dry-run"], "Unknown template 'nope'"),
+    ],
+)
+def test_bad_config_is_one_line(fenv, toml, args, message):
+    path = Path(fenv["XDG_CONFIG_HOME"]) / "awsc" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(toml)
+    assert message in refused(fenv, *args)
+
+
+# ---- prices --------------------------------------------------------------------------------------
+
+
+def settings(**changes):
+    base = {
+        "region": "us-east-1",
+        "workers": 2,
+        "master_instance_type": "t3.micro",
+        "worker_instance_type": "t3.micro",
+        "spot_max_price": "",
+        "root_volume_size": 10,
+        "volume_size": 10,
+        "volume_id": "",
+    }
+    return base | changes
+
+
+def test_on_demand_estimate_adds_instances_addresses_and_volumes():
+    table = json.loads(pricing.SHIPPED.read_text())
+    est = pricing.estimate(settings(master_instance_type="t3.small", workers=3), table)
+    storage = (4 * 10 + 10) * 0.08  # 4 root volumes + /data, gp3 per GiB-month
+    assert est.storage_gib == 50 and est.storage_month == pytest.approx(storage)
+    assert est.per_hour == pytest.approx(0.0208 + 3 * 0.0104 + 4 * 0.005 + storage / 730)
+    assert est.per_month == pytest.approx(est.per_hour * 730)
+    assert est.complete and est.spot_max_hour is None
+    # The README's figure for the default cluster: about $0.05/hour.
+    assert pricing.estimate(settings(), table).per_hour == pytest.approx(0.0506, abs=5e-5)
+    # A reused volume is not counted again; an unknown type is said to be unknown.
+    assert pricing.estimate(settings(volume_id="vol-1"), table).storage_gib == 30
+    assert pricing.estimate(settings(worker_instance_type="z9.huge"), table).unknown == ["z9.huge"]
+    valid(est.as_dict(), schemas.ESTIMATE)
+
+
+def test_spot_estimate_uses_the_current_price_capped_by_the_max():
+    table = json.loads(pricing.SHIPPED.read_text())
+    base = 0.0104 + 3 * 0.005 + 40 * 0.08 / 730
+    at_current = pricing.estimate(settings(spot_max_price="0.05"), table, spot_price=0.0031)
+    assert at_current.per_hour == pytest.approx(base + 2 * 0.0031)
+    assert at_current.spot_max_hour == pytest.approx(2 * 0.05)
+    capped = pricing.estimate(settings(spot_max_price="0.002"), table, spot_price=0.0031)
+    assert capped.per_hour == pytest.approx(base + 2 * 0.002)
+    unknown = pricing.estimate(settings(spot_max_price="0.05"), table, spot_price=None)
+    assert unknown.per_hour == pytest.approx(base + 2 * 0.05)
+
+
+def test_spot_estimate_from_the_emulators_spot_history(fenv):
+    out = json.loads(ok(fenv, "up", "spotty", "--spot-max-price", "0.05", "--dry-run", "--json").stdout)
+    est = valid(out["estimate"], schemas.ESTIMATE)
+    workers = next(line for line in est["lines"] if line["what"].startswith("workers"))
+    assert workers["unit"] == pytest.approx(0.00001)  # the emulator's spot price
+    assert "spot, current price" in workers["note"]
+    history = valid(json.loads(ok(fenv, "spot-history", "c5.large", "--json").stdout), schemas.SPOT_HISTORY)
+    assert {row["zone"] for row in history} >= {"us-east-1a", "us-east-1b"}
+
+
+class RecordedPricing:
+    """The Pricing API's GetProducts as recorded in tests/data (the emulator has no Pricing API)."""
+
+    def __init__(self):
+        self.page = json.loads((DATA / "pricing_get_products.json").read_text())
+        self.calls = []
+
+    def get_paginator(self, operation):
+        assert operation == "get_products"
+        return self
+
+    def paginate(self, **kwargs):
+        self.calls.append(kwargs)
+        return [self.page]
+
+
+def test_price_list_parsing_keeps_linux_shared_on_demand_hours():
+    page = json.loads((DATA / "pricing_get_products.json").read_text())
+    assert pricing.parse_price_list(page["PriceList"]) == {
+        "us-east-1": {"t3.micro": 0.0104, "c5.large": 0.085, "m7i.large": 0.1008}
+    }
+
+
+def test_price_refresh_writes_the_cache_the_commands_then_use(fenv):
+    with environment(fenv):
+        path, found = pricing.refresh(
+            types=["m7i.large"], regions=["us-east-1"], client=(recorded := RecordedPricing())
+        )
+    assert found == 3 and path == Path(fenv["XDG_CACHE_HOME"]) / "awsc" / "prices.json"
+    filters = {f["Field"]: f["Value"] for f in recorded.calls[0]["Filters"]}
+    assert filters == {
+        "regionCode": "us-east-1",
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+    }
+    shown = valid(json.loads(ok(fenv, "price", "m7i.large", "m5.large", "--json").stdout), schemas.PRICE)
+    assert shown["instance_hour"] == {"m7i.large": 0.1008, "m5.large": 0.096}  # m5.large: dedicated line ignored
+    assert "Price List API" in shown["source"]
+
+
+def test_price_refresh_without_the_api_keeps_the_table(fenv):
+    line = refused(fenv, "price", "--refresh")
+    assert "The AWS Price List API is not reachable" in line and "the shipped table stays" in line
+    shown = valid(json.loads(ok(fenv, "price", "--json").stdout), schemas.PRICE)
+    assert shown["taken"] == json.loads(pricing.SHIPPED.read_text())["taken"]
+    assert shown["instance_hour"]["t3.micro"] == 0.0104
+
+
+# ---- a cluster's life ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gamma(menv, ec2):
+    """Cluster 'gamma': provisioned by `awsc up --provision-only`, 1 master + 2 workers."""
+    result = ok(menv, "up", "gamma", "--provision-only", "--yes", "--ssh-cidr", CALLER_CIDR, "-n", "2")
+    assert sorted(by_node(ec2, "gamma")) == ["master", "node001", "node002"]
+    return result
+
+
+def test_up_prints_the_estimate_then_provisions(gamma, menv):
+    out = gamma.stdout
+    assert (
+        out.index("Estimated cost in us-east-1") < out.index("Total: $0.0506/hour") < out.index("Cluster gamma is up")
+    )
+    assert "» Provision the cluster's AWS resources" in gamma.stderr
+    assert "+ Launch the master" in gamma.stderr
+    runs = list((Path(menv["XDG_STATE_HOME"]) / "awsc" / "gamma" / "runs").glob("*-provision/artifacts/*/stdout"))
+    assert runs and "PLAY RECAP" in runs[0].read_text()
+    command = json.loads(runs[0].parent.joinpath("command").read_text())
+    assert command["env"]["AWS_SECRET_ACCESS_KEY"] == "********"
+    assert command["env"]["AWSC_CLUSTER"] == "gamma"
+
+
+def test_ls_and_status(gamma, menv):
+    clusters = valid(json.loads(ok(menv, "ls", "--json").stdout), schemas.LS)
+    row = next(c for c in clusters if c["name"] == "gamma")
+    assert row["state"] == "running" and row["nodes"] == 3 and row["workers"] == 2
+    assert row["master_instance_type"] == "t3.micro" and row["worker_instance_types"] == ["t3.micro"]
+    # 3 × t3.micro, 3 public IPv4, 3 root volumes of 10 GiB + /data 10 GiB.
+    assert row["cost_per_hour"] == pytest.approx(3 * 0.0104 + 3 * 0.005 + 40 * 0.08 / 730)
+    assert 0 <= row["age_seconds"] < 3600
+    assert "gamma" in ok(menv, "ls").stdout
+
+    status = valid(json.loads(ok(menv, "status", "gamma", "--json").stdout), schemas.STATUS)
+    assert [n["node"] for n in status["nodes"]] == ["master", "node001", "node002"]
+    assert all(n["public_ip"] and n["private_ip"] and n["user"] == "admin" for n in status["nodes"])
+    assert status["scheduler"]["reachable"] is False
+    assert "Connection refused" in status["scheduler"]["error"]
+    text = ok(menv, "status", "gamma").stdout
+    assert "Scheduler: unreachable" in text and "node002" in text
+
+
+def test_ssh_put_get_use_the_clusters_key_and_user(gamma, menv, ec2):
+    nodes = by_node(ec2, "gamma")
+    key = str(Path(menv["XDG_CONFIG_HOME"]) / "awsc" / "keys" / "gamma.pem")
+    master = f"admin@{nodes['master']['PublicIpAddress']}"
+    line = ok(menv, "ssh", "gamma", "--print").stdout.split()
+    assert line[-1] == master and key in line
+    line = ok(menv, "ssh", "gamma", "node002", "--print", "--", "sinfo", "-N").stdout.split()
+    assert line[-4:] == [f"admin@{nodes['node002']['PublicIpAddress']}", "--", "sinfo", "-N"]
+    line = ok(menv, "put", "gamma", "a.txt", "b.txt", "/data/in", "--print").stdout.split()
+    assert line[-3:] == ["a.txt", "b.txt", f"{master}:/data/in"] and "-r" in line
+    line = ok(menv, "get", "gamma", "/data/out", "here", "--node", "node001", "--print").stdout.split()
+    assert line[-2:] == [f"admin@{nodes['node001']['PublicIpAddress']}:/data/out", "here"]
+    # Really running ssh: the fake one fails as an unreachable host does, and awsc passes its code on.
+    assert awsc(menv, "ssh", "gamma", "--", "hostname").exit_code == 255
+    assert "Cluster gamma has no node 'node009'" in refused(menv, "ssh", "gamma", "node009")
+
+
+def test_workers_without_a_public_address_are_reached_through_the_master(tmp_path, monkeypatch):
+    from awsc import ssh
+    from awsc.cloud import Node
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "awsc" / "keys").mkdir(parents=True)
+    (tmp_path / "awsc" / "keys" / "c.pem").write_text("key")
+
+    def node(name, role, public):
+        return Node(
+            node=name,
+            role=role,
+            instance_id=f"i-{name}",
+            instance_type="t3.micro",
+            state="running",
+            public_ip=public,
+            private_ip=f"10.0.0.{len(name)}",
+            launched="",
+            lifecycle="on-demand",
+            user="admin",
+            key_name="awsc-c",
+            zone="us-east-1a",
+            image_id="ami-1",
+        )
+
+    members = [node("master", "master", "203.0.113.5"), node("node001", "worker", None)]
+    argv = ssh.ssh_command("c", members, members[1], ["true"])
+    proxy = next(a for a in argv if a.startswith("ProxyCommand="))
+    assert "-W %h:%p admin@203.0.113.5" in proxy and str(tmp_path / "awsc/keys/c.pem") in proxy
+    assert argv[-3:] == ["admin@10.0.0.7", "--", "true"]
+
+
+def test_stop_and_start_warn_that_volumes_bill(gamma, menv, ec2):
+    out = ok(menv, "stop", "gamma").stdout
+    assert "Its volumes still bill (4 EBS volume(s), 40 GiB: $3.20/month)" in " ".join(out.split())
+    assert {i["State"]["Name"] for i in by_node(ec2, "gamma").values()} == {"stopped"}
+    row = next(c for c in json.loads(ok(menv, "ls", "--json").stdout) if c["name"] == "gamma")
+    assert row["state"] == "stopped" and row["cost_per_hour"] == pytest.approx(40 * 0.08 / 730)
+    assert "is stopped" in refused(menv, "ssh", "gamma")
+    out = ok(menv, "start", "gamma").stdout
+    assert "Cluster gamma is running" in out
+    assert {i["State"]["Name"] for i in by_node(ec2, "gamma").values()} == {"running"}
+
+
+def test_add_node_and_remove_node(gamma, menv, ec2):
+    out = ok(menv, "add-node", "gamma", "--provision-only").stdout
+    assert "Adding 1 × t3.micro to gamma: $0.0104/hour more" in out
+    assert sorted(by_node(ec2, "gamma")) == ["master", "node001", "node002", "node003"]
+    # `up` with the template's 2 workers would now remove one: refused unless -n says so.
+    line = refused(menv, "up", "gamma", "--provision-only", "--yes", "--ssh-cidr", CALLER_CIDR)
+    assert "Cluster gamma has 3 workers, the template 2: pass -n 3" in line
+    assert "Only the highest-numbered worker (node003)" in refused(menv, "remove-node", "gamma", "node001")
+    assert "has no worker 'node007'" in refused(menv, "remove-node", "gamma", "node007")
+    ok(menv, "remove-node", "gamma", "node003", "--provision-only")
+    assert sorted(by_node(ec2, "gamma")) == ["master", "node001", "node002"]
+    # The security group still lets only the caller in: the settings were carried over.
+    group = ec2.describe_security_groups(GroupNames=["awsc-gamma"])["SecurityGroups"][0]
+    assert {r["CidrIp"] for p in group["IpPermissions"] for r in p.get("IpRanges", [])} == {CALLER_CIDR}
+
+
+def test_up_of_an_existing_cluster_with_other_settings_is_refused(gamma, menv, ec2):
+    before = sorted(tagged_resources(ec2, "gamma"))
+    line = refused(menv, "up", "gamma", "--master-type", "t3.small", "--yes", "--provision-only")
+    assert "Cluster gamma exists in us-east-1 with master_instance_type t3.micro (asked: t3.small)" in line
+    assert sorted(tagged_resources(ec2, "gamma")) == before
+
+
+def test_down_keeps_the_volume_then_deletes_it(gamma, menv, ec2):
+    # Run last in this module (pytest keeps file order): takes gamma away.
+    assert "Not terminated" in refused(menv, "down", "gamma")  # no --yes, no answer
+    volume = tags(ec2.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["gamma-data"]}])["Volumes"][0])
+    assert volume["awsc:role"] == "data"
+    left = valid(json.loads(ok(menv, "down", "gamma", "--yes", "--json").stdout), schemas.DOWN)
+    assert [(x["type"], x["size_gib"], x["per_month"]) for x in left["leftovers"]] == [("volume", 10, 0.8)]
+    assert left["per_month"] == 0.8
+    assert by_node(ec2, "gamma") == {}
+    out = ok(menv, "down", "gamma", "--yes", "--delete-volume").stdout
+    assert "Cluster gamma is gone: nothing is left that bills." in out
+    assert tagged_resources(ec2, "gamma") == []
+    assert "No cluster 'gamma' in us-east-1" in refused(menv, "down", "gamma", "--yes")
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["up", "Bad_Name"],
+        ["down", "Bad_Name", "--yes"],
+        ["status", "Bad_Name"],
+        ["ssh", "Bad_Name"],
+        ["stop", "Bad_Name"],
+        ["start", "Bad_Name"],
+        ["add-node", "Bad_Name"],
+        ["remove-node", "Bad_Name", "node001"],
+        ["up", "x" * 33],
+    ],
+)
+def test_bad_cluster_name(fenv, args):
+    assert "Invalid cluster name" in refused(fenv, *args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["down", "ghost", "--yes"],
+        ["status", "ghost"],
+        ["ssh", "ghost"],
+        ["put", "ghost", "a", "b"],
+        ["get", "ghost", "/a"],
+        ["stop", "ghost"],
+        ["start", "ghost"],
+        ["add-node", "ghost"],
+        ["remove-node", "ghost", "node001"],
+    ],
+)
+def test_a_cluster_that_does_not_exist(fenv, ec2, args):
+    assert "No cluster 'ghost' in us-east-1" in refused(fenv, *args)
+    assert tagged_resources(ec2, "ghost") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--worker-type", "t3.bogus"], "Instance type 't3.bogus' does not exist in us-east-1"),
+        (["--scheduler", "sge"], "Scheduler 'sge' is not available yet"),
+        (["--scheduler", "pbs"], "Unknown scheduler 'pbs'"),
+        (["--volume-size", "5", "--volume-id", "vol-1"], "Pass --volume-size (a new volume) or --volume-id"),
+    ],
+)
+def test_bad_up_options_create_nothing(fenv, ec2, args, message):
+    assert message in refused(fenv, "up", "badopts", "--yes", *args)
+    assert tagged_resources(ec2, "badopts") == []
+
+
+@pytest.mark.parametrize("args", [["up", "nocreds", "--yes"], ["ls"], ["down", "nocreds", "--yes"], ["status", "x"]])
+def test_missing_credentials(emulator, tmp_path, ec2, args):
+    env = cli_env(tmp_path / "home", emulator.endpoint)
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    assert "No AWS credentials: set AWS_PROFILE" in refused(env, *args)
+    assert tagged_resources(ec2, "nocreds") == []
+
+
+def test_confirmation_above_the_threshold_is_refused_without_an_answer(fenv, ec2):
+    path = Path(fenv["XDG_CONFIG_HOME"]) / "awsc" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text("[defaults]\nconfirm_above = 0.01\n")
+    for answer in (None, "n\n"):
+        result = awsc(fenv, "up", "pricey", "--ssh-cidr", CALLER_CIDR, input=answer)
+        assert result.exit_code == 1
+        assert "Total: $0.0506/hour" in result.stdout  # the estimate came first
+        assert "Not launched: above confirm_above = $0.01/hour; nothing was created" in result.stderr
+    assert tagged_resources(ec2, "pricey") == []
+
+
+def test_a_failed_run_names_the_task_the_log_and_the_way_out(fenv, ec2):
+    result = awsc(
+        fenv, "up", "failing", "--yes", "--provision-only", "--ssh-cidr", CALLER_CIDR, "--ami", "ami-0000000000000dead"
+    )
+    assert result.exit_code == 1
+    err = result.stderr
+    assert "✗ playbooks/provision.yml failed at task “Fail when the AMI does not exist” on localhost:" in err
+    assert "AMI 'ami-0000000000000dead' does not exist in us-east-1" in err
+    log = Path(err.split("Log: ")[1].split()[0])
+    assert log.is_file() and log.is_relative_to(Path(fenv["XDG_STATE_HOME"]) / "awsc" / "failing" / "runs")
+    assert "`awsc up failing` again resumes; `awsc down failing` removes what was created." in err
+    assert tagged_resources(ec2, "failing") == []
+
+
+# ---- volumes, doctor -----------------------------------------------------------------------------
+
+
+def test_volume_create_ls_rm(fenv, ec2):
+    out = ok(fenv, "volume", "create", "results", "--size", "5", "--zone", "us-east-1b").stdout
+    assert "A 5 GiB gp3 volume costs $0.40/month" in out
+    rows = valid(json.loads(ok(fenv, "volume", "ls", "--json").stdout), schemas.VOLUMES)
+    row = next(r for r in rows if r["name"] == "results")
+    assert (row["size_gib"], row["zone"], row["state"], row["per_month"]) == (5, "us-east-1b", "available", 0.4)
+    assert row["id"] in out
+    assert "Not deleted" in refused(fenv, "volume", "rm", row["id"])
+    ok(fenv, "volume", "rm", row["id"], "--yes")
+    assert ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [row["id"]]}])["Volumes"] == []
+    assert "No awsc volume vol-0000" in refused(fenv, "volume", "rm", "vol-0000", "--yes")
+
+
+def test_doctor(fenv, emulator, tmp_path):
+    out = ok(fenv, "doctor").stdout
+    assert "ok   credentials: account 123456789012" in out
+    assert "ok   AMI: ami-0d12bbbbbbbbbbbb2 (debian-12-amd64-" in out
+    assert "instance quota: 6 vCPUs needed" in out
+    key = Path(fenv["XDG_CONFIG_HOME"]) / "awsc" / "keys" / "old.pem"
+    key.parent.mkdir(parents=True)
+    key.write_text("x")
+    key.chmod(0o644)
+    result = awsc(fenv, "doctor")
+    assert result.exit_code == 1 and f"fix: chmod 600 {key}" in result.stdout
+    key.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    env = cli_env(tmp_path / "nocreds", emulator.endpoint)
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    result = awsc(env, "doctor")
+    assert result.exit_code == 1
+    assert "FAIL credentials: No AWS credentials" in result.stdout and "fix: set AWS_PROFILE" in result.stdout
+
+
+# ---- as a program --------------------------------------------------------------------------------
+
+
+def test_the_installed_command_refuses_without_an_answer_and_stops_on_ctrl_c(emulator, ec2, tmp_path):
+    """`.venv/bin/awsc` as a user runs it: no stdin is a no; Ctrl-C stops the playbook and says so."""
+    env = cli_env(tmp_path / "home", emulator.endpoint)
+    program = str(VENV_BIN / "awsc")
+    (Path(env["XDG_CONFIG_HOME"]) / "awsc").mkdir(parents=True)
+    (Path(env["XDG_CONFIG_HOME"]) / "awsc" / "config.toml").write_text("[defaults]\nconfirm_above = 0\n")
+    refused_run = subprocess.run(
+        [program, "up", "delta", "--ssh-cidr", CALLER_CIDR],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused_run.returncode == 1 and "Not launched" in refused_run.stderr
+    assert tagged_resources(ec2, "delta") == []
+
+    proc = subprocess.Popen(
+        [program, "up", "delta", "--yes", "--provision-only", "--ssh-cidr", CALLER_CIDR],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Interrupt once the master is being launched: the key and the security group exist by then.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+        tags(g).get("awsc:cluster") == "delta" for g in ec2.describe_security_groups()["SecurityGroups"]
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Interrupted: playbooks/provision.yml was stopped." in err
+    assert "These steps had already changed something:" in err and "Create the security group" in err
+    assert "`awsc up delta` again resumes; `awsc down delta` removes what was created." in err
+
+    down = subprocess.run(
+        [program, "down", "delta", "--yes", "--delete-volume"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert down.returncode == 0, down.stderr
+    assert "nothing is left that bills" in down.stdout
+    assert tagged_resources(ec2, "delta") == []
+    listed = subprocess.run([program, "ls", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert "delta" not in [c["name"] for c in valid(json.loads(listed.stdout), schemas.LS)]
+
+
+def test_repo_layout_is_where_awsc_looks():
+    from awsc import paths
+
+    assert paths.project_dir() == REPO
+    assert paths.playbook("launch").is_file() and (REPO / "ansible.cfg").is_file()
+    assert Config.load(Path("/nonexistent/config.toml")).resolve()["workers"] == 2
