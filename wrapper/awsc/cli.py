@@ -21,9 +21,13 @@ app = typer.Typer(
     help="Launch a compute cluster on AWS EC2, and take it down again.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: rendering it with rich would import rich and markdown-it, 0.1 s of `awsc --help`.
+    rich_markup_mode=None,
 )
-config_app = typer.Typer(help="The config file and its cluster templates.", no_args_is_help=True)
-volume_app = typer.Typer(help="Data volumes: create one to reuse, list, delete.", no_args_is_help=True)
+config_app = typer.Typer(help="The config file and its cluster templates.", no_args_is_help=True, rich_markup_mode=None)
+volume_app = typer.Typer(
+    help="Data volumes: create one to reuse, list, delete.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
 app.add_typer(volume_app, name="volume")
 
@@ -126,7 +130,8 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
     result = runner.run(verb, extravars, cluster=name, region=region, verbose=verbose, console=_console(True), **kw)
     err = _console(True)
     if result.status == "canceled":
-        err.print(f"[yellow]Interrupted: {result.playbook} was stopped.[/yellow]")
+        during = f" during “{result.current_task}”" if result.current_task else ""
+        err.print(f"[yellow]Interrupted: {result.playbook} was stopped{during}.[/yellow]")
         if result.changed_tasks:
             err.print("These steps had already changed something: " + "; ".join(result.changed_tasks) + ".")
             err.print("Resources may exist and bill: `awsc ls` shows them.")
@@ -160,7 +165,7 @@ def _resume_hints(name: str) -> list[str]:
 @config_app.command("init")
 @command
 def config_init(force: Annotated[bool, typer.Option("--force", help="Replace an existing config.")] = False) -> None:
-    """Write a commented sample config with [defaults] and templates."""
+    """Write a commented sample config."""
     from awsc import config
 
     path = config.init(force=force)
@@ -173,7 +178,10 @@ def config_show(
     template: Annotated[str | None, typer.Argument(help="Template name (default: [defaults] template).")] = None,
     as_json: Json = False,
 ) -> None:
-    """Print a template with everything resolved (playbook defaults < [defaults] < extends chain)."""
+    """Print a template, resolved.
+
+    Playbook defaults < [defaults] < the extends chain, outermost first.
+    """
     cfg = _config()
     name = template or cfg.default_template
     settings = cfg.resolve(name)
@@ -279,7 +287,10 @@ def up(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimate and stop.")] = False,
     as_json: Json = False,
 ) -> None:
-    """Launch a cluster (playbooks/launch.yml): the cost estimate first, then provision and configure."""
+    """Launch a cluster, the cost estimate first.
+
+    Runs playbooks/launch.yml (provision, then configure); --provision-only runs provision.yml.
+    """
     from awsc import cloud, config, pricing
 
     config.validate_name(name)
@@ -349,7 +360,7 @@ def up(
         markup=False,
     )
     if provision_only:
-        out.print("Provisioned only (--provision-only): `awsc up NAME` without it configures the nodes.")
+        out.print(f"Provisioned only: `awsc up {name}` without --provision-only configures the nodes.", markup=False)
     out.print(f"`awsc ssh {name}` logs in; `awsc down {name}` takes it away.", markup=False)
 
 
@@ -363,7 +374,10 @@ def down(
     verbose: Verbose = False,
     as_json: Json = False,
 ) -> None:
-    """Terminate a cluster (playbooks/terminate.yml); then list what still bills, or say nothing is left."""
+    """Terminate a cluster; report what still bills.
+
+    Runs playbooks/terminate.yml, then lists what still carries the cluster's tag and its monthly cost.
+    """
     from awsc import cloud, config, pricing
 
     config.validate_name(name)
@@ -409,7 +423,11 @@ def down(
             f"  {item['type']} {item['id']}: {item['size_gib']} GiB, ${item['per_month']:.2f}/month", markup=False
         )
     if any(item["type"] == "volume" for item in items):
-        out.print("Reuse the volume with `awsc up NAME --volume-id ID`, or delete it: `awsc volume rm ID`.")
+        volume = next(item["id"] for item in items if item["type"] == "volume")
+        out.print(
+            f"Reuse it with `awsc up {name} --volume-id {volume}`, or delete it: `awsc volume rm {volume}`.",
+            markup=False,
+        )
 
 
 # ---- stop / start -------------------------------------------------------------------------------
@@ -427,7 +445,7 @@ def _volume_note(region: str, name: str) -> str:
 @app.command()
 @command
 def stop(name: Name, region: Region = None, verbose: Verbose = False) -> None:
-    """Stop a cluster's instances: compute stops billing, its volumes do not."""
+    """Stop the instances; the volumes still bill."""
     region = _region(region)
     _members(region, name)
     _run("stop", name, {"name": name, "region": region}, region, verbose, [f"`awsc stop {name}` again retries."])
@@ -440,7 +458,7 @@ def stop(name: Name, region: Region = None, verbose: Verbose = False) -> None:
 @app.command()
 @command
 def start(name: Name, region: Region = None, verbose: Verbose = False) -> None:
-    """Start a stopped cluster. Public addresses change."""
+    """Start a stopped cluster (new public IPs)."""
     from awsc import cloud
 
     region = _region(region)
@@ -501,7 +519,7 @@ def _age(seconds: int | None) -> str:
 @app.command("ls")
 @command
 def ls_(region: Region = None, as_json: Json = False) -> None:
-    """List the clusters of a region: nodes, types, state, age, cost per hour."""
+    """List clusters: nodes, state, age, $/hour."""
     from datetime import UTC, datetime
 
     from awsc import cloud, pricing
@@ -548,7 +566,10 @@ def status(
     as_json: Json = False,
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Do not ask the scheduler over ssh.")] = False,
 ) -> None:
-    """A cluster's nodes, addresses, and the scheduler's view (sinfo/squeue over ssh) when reachable."""
+    """Nodes, addresses and the scheduler's view.
+
+    The scheduler's view is sinfo and squeue on the master over ssh, when it answers.
+    """
     from datetime import UTC, datetime
 
     from awsc import cloud, pricing, ssh
@@ -611,8 +632,9 @@ def ssh(
     region: Region = None,
     show: Annotated[bool, typer.Option("--print", help="Print the ssh command instead of running it.")] = False,
 ) -> None:
-    """Log in to a node (the master by default), or run a command there.
+    """Log in to a node, or run a command there.
 
+    The master by default.
     NODE is master, nodeNNN or an instance id; anything else starts the command.
     """
     import re
@@ -643,7 +665,10 @@ def put(
     region: Region = None,
     show: Annotated[bool, typer.Option("--print", help="Print the scp command instead of running it.")] = False,
 ) -> None:
-    """Copy local files to a node: awsc put NAME LOCAL... REMOTE."""
+    """Copy local files to a node.
+
+    awsc put NAME LOCAL... REMOTE
+    """
     import shlex
 
     from awsc import ssh as ssh_
@@ -670,7 +695,10 @@ def get(
     region: Region = None,
     show: Annotated[bool, typer.Option("--print", help="Print the scp command instead of running it.")] = False,
 ) -> None:
-    """Copy a file or folder from a node: awsc get NAME REMOTE [LOCAL]."""
+    """Copy files from a node.
+
+    awsc get NAME REMOTE [LOCAL]
+    """
     import shlex
 
     from awsc import ssh as ssh_
@@ -715,7 +743,10 @@ def add_node(
     verbose: Verbose = False,
     provision_only: ProvisionOnly = False,
 ) -> None:
-    """Add workers (provision with more workers, then configure the scheduler for them)."""
+    """Add workers and configure them.
+
+    Runs launch.yml with more workers (--provision-only: provision.yml).
+    """
     from awsc import pricing
 
     region = _region(region)
@@ -739,7 +770,10 @@ def remove_node(
     verbose: Verbose = False,
     provision_only: ProvisionOnly = False,
 ) -> None:
-    """Remove a worker (provision with one worker fewer: the highest-numbered goes)."""
+    """Remove the highest-numbered worker.
+
+    Runs launch.yml with one worker fewer (--provision-only: provision.yml).
+    """
     region = _region(region)
     members = _members(region, name)
     workers = sorted((m for m in members if m.role == "worker"), key=lambda m: m.node)
@@ -777,7 +811,10 @@ def volume_create(
     region: Region = None,
     verbose: Verbose = False,
 ) -> None:
-    """Create an encrypted gp3 volume (playbooks/volume.yml) to use with `awsc up --volume-id`."""
+    """Create a volume for `up --volume-id`.
+
+    An encrypted gp3 volume, made by playbooks/volume.yml.
+    """
     from awsc import config, pricing
 
     config.validate_name(name)
@@ -795,7 +832,7 @@ def volume_create(
 @volume_app.command("ls")
 @command
 def volume_ls(region: Region = None, as_json: Json = False) -> None:
-    """List the volumes awsc made or adopted (data volumes, kept ones) and what they cost."""
+    """List awsc's volumes and their cost."""
     region = _region(region)
     rows = _volume_rows(region)
     if as_json:
@@ -820,7 +857,7 @@ def volume_rm(
     yes: Yes = False,
     verbose: Verbose = False,
 ) -> None:
-    """Delete a volume that is not attached (its data is lost)."""
+    """Delete a detached volume and its data."""
     region = _region(region)
     rows = {row["id"]: row for row in _volume_rows(region)}
     if volume_id not in rows:
@@ -847,7 +884,7 @@ def price(
     refresh: Annotated[bool, typer.Option("--refresh", help="Update the table from the AWS Price List API.")] = False,
     as_json: Json = False,
 ) -> None:
-    """Show the on-demand prices in use (and refresh them from the AWS Price List API)."""
+    """Prices in use; --refresh asks AWS."""
     from awsc import pricing
 
     region = _region(region)
@@ -888,7 +925,10 @@ def spot_history(
     hours: Annotated[int, typer.Option("--hours", min=1, help="How far back.")] = 24,
     as_json: Json = False,
 ) -> None:
-    """Spot prices of an instance type per zone (describe_spot_price_history), newest first."""
+    """Spot prices of an instance type.
+
+    Per zone, newest first (describe_spot_price_history).
+    """
     from awsc import cloud, pricing
 
     region = _region(region)
@@ -916,7 +956,7 @@ def doctor(
     template: Annotated[str | None, typer.Option("--template", "-t", help="Check for this template.")] = None,
     region: Region = None,
 ) -> None:
-    """Check credentials, region, key files, the AMI and the instance quota; say how to fix each."""
+    """Check credentials, region, keys, AMI, quota."""
     from awsc import doctor as checks
 
     cfg = _config()

@@ -49,6 +49,7 @@ class Result:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     changed_tasks: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    current_task: str = ""
 
     @property
     def ok(self) -> bool:
@@ -240,6 +241,7 @@ def run(
         facts=progress.facts,
         changed_tasks=progress.changed_tasks,
         messages=progress.messages,
+        current_task=progress.task,
     )
 
 
