@@ -496,6 +496,35 @@ def test_a_failed_run_names_the_task_the_log_and_the_way_out(fenv, ec2):
     assert tagged_resources(ec2, "failing") == []
 
 
+def test_progress_reads_failures_facts_and_changes_from_the_events():
+    import io
+
+    from awsc.runner import Progress
+    from rich.console import Console
+
+    out = io.StringIO()
+    progress = Progress(False, Console(file=out, force_terminal=False))
+
+    def event(kind, task="", **data):
+        return {"event": kind, "event_data": {"task": task, "host": "localhost", **data}}
+
+    with progress:
+        for e in [
+            event("playbook_on_play_start", play="Terminate the cluster"),
+            event("playbook_on_task_start", task="Skip me"),
+            event("runner_on_skipped", "Skip me"),
+            event("runner_on_failed", "Tolerated", ignore_errors=True, res={"msg": "never mind"}),
+            event("runner_on_ok", "Delete it", res={"changed": True}),
+            event("runner_on_ok", "List", res={"ansible_facts": {"awsc_leftovers": []}}),
+            event("runner_on_failed", "Break", res={"msg": "boom\n  twice"}),
+        ]:
+            assert progress(e) is True
+    assert [(f.task, f.host, f.message) for f in progress.failures] == [("Break", "localhost", "boom twice")]
+    assert progress.facts == {"localhost": {"awsc_leftovers": []}}
+    assert progress.changed_tasks == ["Delete it"]
+    assert out.getvalue() == "» Terminate the cluster\n  + Delete it\n"
+
+
 # ---- volumes, doctor -----------------------------------------------------------------------------
 
 

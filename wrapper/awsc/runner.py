@@ -118,6 +118,7 @@ class Progress:
         self.messages: list[str] = []
         self._progress = None
         self._bar = None
+        self.began = time.monotonic()
 
     def __enter__(self):
         if self.live:
@@ -140,6 +141,10 @@ class Progress:
     def __exit__(self, *exc):
         if self._progress is not None:
             self._progress.__exit__(*exc)
+            # The live display is transient: leave one line per run behind.
+            mark = "[red]✗[/red]" if self.failures else "[green]✓[/green]"
+            changed = ", ".join(self.changed_tasks) or "nothing to change"
+            self.console.print(f"{mark} {self.phase}: {changed} ({time.monotonic() - self.began:.0f} s)")
 
     def _refresh(self) -> None:
         if self._progress is not None:
@@ -174,7 +179,7 @@ class Progress:
                     msg = res["msg"]
                     lines = msg if isinstance(msg, list) else [msg]
                     self.messages.extend(" ".join(str(line).split()) for line in lines)
-            elif kind == "runner_on_unreachable" or not data.get("ignore_errors"):
+            elif kind == "runner_on_unreachable" or (kind == "runner_on_failed" and not data.get("ignore_errors")):
                 self.failures.append(Failure(data.get("task", ""), host, _message(res)))
         self._refresh()
         return True
