@@ -6,6 +6,8 @@
 #
 #   images/node/build.sh            build unless the image exists (fast CI re-runs)
 #   AWSC_NODE_REBUILD=1 images/node/build.sh   rebuild
+#   AWSC_NODE_FROM=registry images/node/build.sh   build FROM debian:12 (images/node/Containerfile)
+#                                   on machines that can pull; not exercised where none is reachable
 #
 # Env: AWSC_NODE_IMAGE (default localhost/awsc-node:bookworm), DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), CONTAINERS_CONF (default: the project's containers.conf).
@@ -18,6 +20,12 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/../containers.conf}"
 
 if [[ "${AWSC_NODE_REBUILD:-0}" != 1 ]] && podman image exists "$image"; then
   echo "build.sh: $image exists (AWSC_NODE_REBUILD=1 to rebuild)"
+  exit 0
+fi
+
+if [[ "${AWSC_NODE_FROM:-debootstrap}" == registry ]]; then
+  podman build --file "$here/Containerfile" --tag "$image" "$here"
+  echo "build.sh: built $image from debian:12"
   exit 0
 fi
 
@@ -48,19 +56,7 @@ rm -f "$rootfs/etc/hostname" "$rootfs/var/lib/dbus/machine-id"
 
 # Host keys are per node: drop the baked ones, generate them at first boot before sshd starts.
 rm -f "$rootfs"/etc/ssh/ssh_host_*
-cat >"$rootfs/etc/systemd/system/awsc-ssh-hostkeys.service" <<'UNIT'
-[Unit]
-Description=Generate this node's SSH host keys (awsc node image)
-Before=ssh.service
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-
-[Install]
-WantedBy=ssh.service multi-user.target
-UNIT
+install -m 0644 "$here/awsc-ssh-hostkeys.service" "$rootfs/etc/systemd/system/"
 mkdir -p "$rootfs/etc/systemd/system/ssh.service.wants" "$rootfs/etc/systemd/system/multi-user.target.wants"
 ln -sf ../awsc-ssh-hostkeys.service "$rootfs/etc/systemd/system/ssh.service.wants/"
 ln -sf ../awsc-ssh-hostkeys.service "$rootfs/etc/systemd/system/multi-user.target.wants/"
