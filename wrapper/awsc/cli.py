@@ -330,7 +330,17 @@ def up(
     spot_now = None
     if settings.get("spot_max_price"):
         spot_now = cloud.spot_price(region, settings["worker_instance_type"], ec2=ec2)
-    est = pricing.estimate(settings, spot_price=spot_now)
+    priced = settings
+    if not settings.get("volume_id"):
+        # provision.yml adopts the /data volume a previous `down` kept (found by its name NAME-data).
+        kept = [v for v in cloud.volumes(region, name, ec2) if v["role"] == "data" and v["name"] == f"{name}-data"]
+        if kept:
+            priced = dict(settings, volume_id=kept[0]["id"])
+            typer.echo(
+                f"Reusing the /data volume {kept[0]['id']} ({kept[0]['size_gib']} GiB) kept by `awsc down`.",
+                err=as_json,
+            )
+    est = pricing.estimate(priced, spot_price=spot_now)
     if as_json:
         _emit_json({"estimate": est.as_dict()})
     else:
@@ -765,14 +775,16 @@ def add_node(
 @command
 def remove_node(
     name: Name,
-    node: Annotated[str, typer.Argument(help="The worker to remove: the highest-numbered one.")],
+    node: Annotated[str, typer.Argument(help="The worker to remove: node001, ... or its instance id.")],
     region: Region = None,
     verbose: Verbose = False,
     provision_only: ProvisionOnly = False,
 ) -> None:
-    """Remove the highest-numbered worker.
+    """Remove a worker and configure the rest.
 
-    Runs launch.yml with one worker fewer (--provision-only: provision.yml).
+    The highest-numbered worker goes by running launch.yml with one worker fewer (--provision-only:
+    provision.yml); another one is terminated first (amazon.aws.ec2_instance), its number stays free
+    until the cluster grows again.
     """
     region = _region(region)
     members = _members(region, name)
@@ -782,10 +794,19 @@ def remove_node(
     if node not in {m.node for m in workers} | {m.instance_id for m in workers}:
         raise AwscError(f"Cluster {name} has no worker '{node}' (its workers: {', '.join(m.node for m in workers)}).")
     if node not in (workers[-1].node, workers[-1].instance_id):
-        raise AwscError(
-            f"Only the highest-numbered worker ({workers[-1].node}) can be removed for now: provisioning "
-            f"keeps workers node001..nodeN."
+        # Provisioning removes the highest-numbered workers: another one is terminated on its own
+        # first (amazon.aws.ec2_instance, ad hoc), after which the count already matches.
+        target = next(m for m in workers if node in (m.node, m.instance_id))
+        _run(
+            "remove-node",
+            name,
+            {"instance_ids": [target.instance_id], "state": "absent", "wait": "true", "region": region},
+            region,
+            verbose,
+            [f"`awsc remove-node {name} {target.node}` again retries."],
+            module="amazon.aws.ec2_instance",
         )
+        members = [m for m in members if m.instance_id != target.instance_id]
     _resize(name, region, members, len(workers) - 1, provision_only, verbose)
 
 

@@ -194,8 +194,13 @@ def run(
     verbose: bool = False,
     console=None,
     state: str | None = None,
+    module: str | None = None,
 ) -> Result:
-    """Runs playbooks/<verb>.yml; the run's files go under the state dir of `state` (default: cluster)."""
+    """Runs playbooks/<verb>.yml; the run's files go under the state dir of `state` (default: cluster).
+
+    With `module`, runs that one module on localhost instead (`ansible localhost -m MODULE -a ...`),
+    `extravars` being its arguments: for the one step no playbook has (removing a given worker).
+    """
     import ansible_runner
     from rich.console import Console
 
@@ -220,9 +225,12 @@ def run(
             runner = ansible_runner.run(
                 private_data_dir=str(private),
                 project_dir=str(project),
-                playbook=str(paths.playbook(verb)),
+                **(
+                    {"module": module, "module_args": _module_args(extravars), "host_pattern": "localhost"}
+                    if module
+                    else {"playbook": str(paths.playbook(verb)), "extravars": extravars}
+                ),
                 inventory=str(project / "inventory" / "aws_ec2.yml"),
-                extravars=extravars,
                 quiet=True,
                 event_handler=progress,
                 cancel_callback=lambda: interrupted["count"] > 0,
@@ -238,7 +246,7 @@ def run(
     if interrupted["count"]:
         status = "canceled"
     return Result(
-        playbook=f"playbooks/{verb}.yml",
+        playbook=module or f"playbooks/{verb}.yml",
         status=status,
         rc=runner.rc if runner.rc is not None else 1,
         log=log,
@@ -247,6 +255,15 @@ def run(
         changed_tasks=progress.changed_tasks,
         messages=progress.messages,
         current_task=progress.task,
+    )
+
+
+def _module_args(arguments: dict[str, Any]) -> str:
+    """key=value arguments of an ad-hoc module; lists as comma-separated values."""
+    import shlex
+
+    return " ".join(
+        f"{k}={shlex.quote(','.join(map(str, v)) if isinstance(v, list) else str(v))}" for k, v in arguments.items()
     )
 
 

@@ -4,7 +4,9 @@ The login user comes from the instances' ``awsc:user`` tag, the key from the key
 (``awsc-NAME``: ``$XDG_CONFIG_HOME/awsc/keys/NAME.pem``) or, for a key pair of the user's, their
 ssh agent and default keys. A worker without a public address is reached through the master
 (a ProxyCommand that uses the same key). Host keys are not recorded, as in ansible.cfg: instances
-get new addresses on every start. ``AWSC_SSH`` and ``AWSC_SCP`` name other ssh/scp programs.
+get new addresses on every start. ``AWSC_SSH`` and ``AWSC_SCP`` name other ssh/scp programs;
+``AWSC_CONNECT=private`` uses the nodes' private addresses (inside the VPC, the local cloud), as the
+inventory does.
 """
 
 import os
@@ -60,7 +62,7 @@ def connection(cluster: str, members: list[Node], node: Node, connect_timeout: i
     options = [*OPTIONS, *_identity(cluster, node)]
     if connect_timeout:
         options += ["-o", f"ConnectTimeout={connect_timeout}"]
-    if not node.public_ip:
+    if not node.public_ip and not private():
         master = next((m for m in members if m.role == "master"), None)
         if master is None or not master.public_ip:
             raise AwscError(f"{cluster}'s {node.node} has no public address and the master none either.")
@@ -69,7 +71,14 @@ def connection(cluster: str, members: list[Node], node: Node, connect_timeout: i
     return options
 
 
+def private() -> bool:
+    """AWSC_CONNECT=private: nodes are reached at their private address (as the inventory does)."""
+    return os.environ.get("AWSC_CONNECT") == "private"
+
+
 def address(node: Node) -> str:
+    if private():
+        return node.private_ip or node.instance_id
     return node.public_ip or node.private_ip or node.instance_id
 
 
