@@ -540,6 +540,30 @@ def test_progress_reads_failures_facts_and_changes_from_the_events():
     assert out.getvalue() == "» Terminate the cluster\n  + Delete it\n"
 
 
+def test_verbose_shows_ansibles_own_output(fenv, ec2):
+    result = awsc(fenv, "up", "loud", "-v", "--yes", "--provision-only", "--ssh-cidr", CALLER_CIDR, "--ami", "ami-0bad")
+    assert result.exit_code == 1
+    assert "TASK [Fail when the AMI does not exist]" in result.stderr and "PLAY RECAP" in result.stderr
+    assert "✗ playbooks/provision.yml failed at task “Fail when the AMI does not exist”" in result.stderr
+    assert tagged_resources(ec2, "loud") == []
+
+
+def test_the_region_comes_from_the_option_the_config_or_the_environment(fenv):
+    assert json.loads(ok(fenv, "price", "--json").stdout)["region"] == "us-east-1"  # AWS_REGION
+    assert json.loads(ok(dict(fenv, AWS_REGION="eu-central-1"), "price", "--json").stdout)["region"] == "eu-central-1"
+    path = Path(fenv["XDG_CONFIG_HOME"]) / "awsc" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text('[defaults]\nregion = "eu-west-1"\n')
+    shown = json.loads(ok(fenv, "price", "t3.micro", "--json").stdout)
+    assert (shown["region"], shown["instance_hour"]) == ("eu-west-1", {"t3.micro": 0.0114})
+    assert json.loads(ok(fenv, "price", "-r", "us-west-2", "--json").stdout)["region"] == "us-west-2"
+    est = json.loads(ok(fenv, "up", "far", "--dry-run", "--json").stdout)["estimate"]
+    assert est["region"] == "eu-west-1" and est["per_hour"] == pytest.approx(
+        3 * 0.0114 + 3 * 0.005 + 40 * 0.088 / 730, abs=1e-6
+    )
+    assert ok(fenv, "ls", "--json").stdout.strip() == "[]"  # the emulator's eu-west-1 has no clusters
+
+
 # ---- volumes, doctor -----------------------------------------------------------------------------
 
 
@@ -568,6 +592,11 @@ def test_doctor(fenv, emulator, tmp_path):
     result = awsc(fenv, "doctor")
     assert result.exit_code == 1 and f"fix: chmod 600 {key}" in result.stdout
     key.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    (key.parent.parent / "config.toml").write_text('[templates.old]\nami = "ami-0000000000000dead"\n')
+    result = awsc(fenv, "doctor", "-t", "old")
+    assert result.exit_code == 1
+    assert "FAIL AMI: no AMI ami-0000000000000dead in us-east-1" in result.stdout
+    assert "fix: pass an AMI of that region: --ami ami-..." in result.stdout
     env = cli_env(tmp_path / "nocreds", emulator.endpoint)
     del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
     result = awsc(env, "doctor")
