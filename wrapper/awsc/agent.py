@@ -1,0 +1,223 @@
+"""The node agent of the local cloud: it makes the EC2 emulator's instances and volumes real.
+
+It polls the emulator and reconciles podman with it, as EC2's hypervisor and cloud-init would:
+- a pending or running instance is a systemd container from the node image, on a podman network
+  whose addresses are the VPC's, at the instance's private address;
+- its key pair's public key is installed for the image's login user (what cloud-init does);
+- stopping, starting and terminating the instance stop, start and remove the container;
+- a volume is a sparse file under the state folder, behind a loop device; attached, it appears in
+  the instance's container at its attachment device (/dev/xvdf); deleted, file and loop go.
+
+    python -m awsc.agent --endpoint http://127.0.0.1:PORT --state-dir DIR
+
+The agent keeps no state of its own but the volume files: everything else is read again from
+the emulator and podman on each pass, so restarting the agent loses nothing.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LABEL = "awsc.instance"
+NETWORK = "awsc-local"
+# moto's default VPC: every default subnet is inside it.
+VPC_CIDR = "172.31.0.0/16"
+VPC_GATEWAY = "172.31.0.1"
+IMAGE = "localhost/awsc-node:bookworm"
+# The login user of the node image, as on Debian's AMIs.
+LOGIN_USER = "admin"
+LOOP_MAJOR = 7
+GIB = 1024**3
+
+
+def podman(*args: str, check: bool = True) -> str:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout
+
+
+@dataclass
+class Container:
+    name: str
+    running: bool
+
+
+class Agent:
+    def __init__(self, ec2, state_dir: Path, image: str = IMAGE, network: str = NETWORK):
+        self.ec2 = ec2
+        self.image = image
+        self.network = network
+        self.volumes_dir = state_dir / "volumes"
+        self.volumes_dir.mkdir(parents=True, exist_ok=True)
+        # Volumes seen in the emulator during this agent's life: only those may be deleted
+        # when they disappear (an emulator restarted empty must not cost anyone their data).
+        self.seen_volumes: set[str] = set()
+
+    # -- podman side -------------------------------------------------------------------------
+    def ensure_network(self) -> None:
+        if subprocess.run(["podman", "network", "exists", self.network]).returncode != 0:
+            podman("network", "create", "--subnet", VPC_CIDR, "--gateway", VPC_GATEWAY, self.network)
+
+    def containers(self) -> dict[str, Container]:
+        listed = json.loads(podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "json") or "[]")
+        return {
+            c["Labels"][LABEL]: Container(c["Names"][0], c["State"] == "running")
+            for c in listed
+            if c.get("Labels", {}).get(LABEL)
+        }
+
+    def create(self, instance: dict) -> None:
+        iid = instance["InstanceId"]
+        ip = instance["PrivateIpAddress"]
+        podman(
+            "run", "--detach", "--name", f"awsc-{iid}", "--label", f"{LABEL}={iid}",
+            "--hostname", "ip-" + ip.replace(".", "-"),
+            "--network", self.network, "--ip", ip,
+            # /etc/hosts and the host name belong to the node, as on EC2.
+            "--no-hosts",
+            "--systemd", "always",
+            # As in the Molecule scenarios: systemd and Slurm's cgroup plugins need the cgroup
+            # hierarchies writable, sshfs needs FUSE, volumes need block devices made inside.
+            "--privileged",
+            self.image, "/sbin/init",
+        )  # fmt: skip
+        name = f"awsc-{iid}"
+        # podman bind-mounts /etc/hostname; EC2 nodes may rewrite theirs.
+        podman("exec", name, "umount", "/etc/hostname", check=False)
+        self.install_key(name, instance.get("KeyName"))
+
+    def install_key(self, container: str, key_name: str | None) -> None:
+        """What cloud-init does: the key pair's public key, for the login user with sudo."""
+        if not key_name:
+            return
+        pairs = self.ec2.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)["KeyPairs"]
+        public_key = pairs[0].get("PublicKey", "").strip() if pairs else ""
+        script = (
+            f"id {LOGIN_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo {LOGIN_USER}\n"
+            f"install -d -m 700 -o {LOGIN_USER} -g {LOGIN_USER} /home/{LOGIN_USER}/.ssh\n"
+            f"cat > /home/{LOGIN_USER}/.ssh/authorized_keys\n"
+            f"chown {LOGIN_USER}: /home/{LOGIN_USER}/.ssh/authorized_keys\n"
+            f"chmod 600 /home/{LOGIN_USER}/.ssh/authorized_keys\n"
+            f"echo '{LOGIN_USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-cloud-init-users\n"
+        )
+        subprocess.run(
+            ["podman", "exec", "-i", container, "sh", "-c", script],
+            input=public_key + "\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+
+    # -- volumes -----------------------------------------------------------------------------
+    def loop_device(self, volume: dict) -> str:
+        """The loop device behind a volume, made on first use (a sparse file of its size)."""
+        path = self.volumes_dir / f"{volume['VolumeId']}.img"
+        if not path.exists():
+            with path.open("wb") as f:
+                f.truncate(volume["Size"] * GIB)
+        attached = subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True).stdout
+        if attached:
+            return attached.split(":", 1)[0]
+        return subprocess.run(
+            ["losetup", "-f", "--show", str(path)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    def plug(self, container: str, device: str, loop: str) -> None:
+        """Makes `device` in the container the loop device's block node (idempotent)."""
+        minor = os.minor(os.stat(loop).st_rdev)
+        script = (
+            f'[ "$(stat -c %t:%T {device} 2>/dev/null)" = "{LOOP_MAJOR:x}:{minor:x}" ] && exit 0\n'
+            f"rm -f {device}; mknod {device} b {LOOP_MAJOR} {minor}\n"
+        )
+        podman("exec", container, "sh", "-c", script)
+
+    def forget(self, volume_id: str) -> None:
+        path = self.volumes_dir / f"{volume_id}.img"
+        attached = subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True).stdout
+        for line in attached.splitlines():
+            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+        path.unlink(missing_ok=True)
+
+    # -- the reconcile pass ------------------------------------------------------------------
+    def reconcile(self) -> None:
+        self.ensure_network()
+        pages = self.ec2.get_paginator("describe_instances").paginate()
+        instances = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+        containers = self.containers()
+        known = set()
+        for instance in instances:
+            iid, state = instance["InstanceId"], instance["State"]["Name"]
+            container = containers.get(iid)
+            if state in ("pending", "running"):
+                known.add(iid)
+                if container is None:
+                    self.create(instance)
+                elif not container.running:
+                    podman("start", container.name)
+            elif state in ("stopping", "stopped"):
+                known.add(iid)
+                if container and container.running:
+                    podman("stop", "--time", "10", container.name)
+        for iid, container in containers.items():
+            if iid not in known:
+                podman("rm", "--force", container.name)
+        running = [i for i in instances if i["State"]["Name"] == "running"]
+        self.reconcile_volumes(running)
+
+    def reconcile_volumes(self, running: list[dict]) -> None:
+        volumes = self.ec2.describe_volumes()["Volumes"]
+        present = {v["VolumeId"] for v in volumes}
+        for volume_id in self.seen_volumes - present:
+            self.forget(volume_id)
+        self.seen_volumes = present
+        by_id = {v["VolumeId"]: v for v in volumes}
+        for instance in running:
+            # The first mapping is the root volume: the container's own file system.
+            for mapping in instance["BlockDeviceMappings"][1:]:
+                volume = by_id.get(mapping["Ebs"]["VolumeId"])
+                if volume:
+                    self.plug(f"awsc-{instance['InstanceId']}", mapping["DeviceName"], self.loop_device(volume))
+
+    def run(self, interval: float = 1.0) -> None:
+        stop = False
+
+        def finish(*_):
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, finish)
+        signal.signal(signal.SIGINT, finish)
+        while not stop:
+            try:
+                self.reconcile()
+            except (subprocess.CalledProcessError, OSError) as error:
+                print(f"awsc agent: {error}", flush=True)
+            time.sleep(interval)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import boto3
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", required=True, help="the EC2 emulator, e.g. http://127.0.0.1:5000")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--image", default=IMAGE)
+    parser.add_argument("--network", default=NETWORK)
+    parser.add_argument("--interval", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=args.endpoint,
+        region_name=args.region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    Agent(ec2, args.state_dir, args.image, args.network).run(args.interval)
+
+
+if __name__ == "__main__":
+    main()
