@@ -31,7 +31,7 @@ lint: venv
 test: venv image lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest
 
-demo: venv
+demo: venv image
 	scripts/demo
 
 clean:

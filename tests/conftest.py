@@ -49,6 +49,7 @@ def isolated_env(home: Path, endpoint: str | None) -> dict[str, str]:
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_STATE_HOME=str(home / ".local/state"),
+        XDG_CACHE_HOME=str(home / ".cache"),
         ANSIBLE_HOME=str(home / ".ansible"),
         ANSIBLE_LOCAL_TEMP=str(home / ".ansible/tmp"),
         # The EC2 inventory, plus localhost with its temporary files under ANSIBLE_HOME
@@ -65,6 +66,10 @@ def isolated_env(home: Path, endpoint: str | None) -> dict[str, str]:
         https_proxy="http://127.0.0.1:9",
         http_proxy="http://127.0.0.1:9",
         NO_PROXY="127.0.0.1,localhost",
+        # The emulator gives instances public addresses from real internet space: anything that
+        # connects to nodes goes to their private addresses, which exist only on the local
+        # cloud's podman network.
+        AWSC_CONNECT="private",
         no_proxy="127.0.0.1,localhost",
         PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
     )
