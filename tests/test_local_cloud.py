@@ -1,8 +1,7 @@
-"""The local cloud end to end: the EC2 emulator plus the node agent turn instances into systemd
-containers, and the very same launch and terminate playbooks build a working Slurm cluster on
-them. Only the endpoint and two settings differ from AWS: nodes are reached at their private
-addresses (AWSC_CONNECT=private), and /home and /data are shared with sshfs (this kernel has no
-NFS)."""
+"""The local cloud end to end, through the real `awsc` command: the EC2 emulator plus the node
+agent turn instances into systemd containers, and the very same playbooks build a working Slurm
+cluster on them. Only the endpoint and two settings differ from AWS: nodes are reached at their
+private addresses, and /home/awsc and /data are shared with sshfs (this kernel has no NFS)."""
 
 import json
 import subprocess
@@ -11,14 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from awsc.emulator import start as start_emulator
-from conftest import REPO, by_node, isolated_env, run_playbook, tagged_resources, tags
+from conftest import REPO, isolated_env
 
 pytestmark = pytest.mark.slow
-LOCAL_AMIS = REPO / "wrapper/awsc/data/local-amis.json"
-CONTAINERS_CONF = str(REPO / "images/containers.conf")
-# The cluster user of the common role and the shared file system for this kernel.
-CONFIGURE = {"shared_fs_type": "sshfs", "ssh_cidr": "127.0.0.1/32", "shared_fs_paths": ["/home/awsc", "/data"]}
+AWSC = str(Path(sys.executable).parent / "awsc")
 
 
 def our_containers() -> list[str]:
@@ -40,97 +35,78 @@ def wait_until(check, timeout=60):
     raise AssertionError(f"timed out waiting for {check.__doc__ or check}")
 
 
+def run_awsc(env, *args, check=True, timeout=1200) -> subprocess.CompletedProcess:
+    proc = subprocess.run([AWSC, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"awsc {' '.join(args)} failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def awsc(env, *args, **kwargs) -> str:
+    return run_awsc(env, *args, **kwargs).stdout
+
+
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    """Emulator + node agent; afterwards no container, loop device or volume file is left."""
+def env(tmp_path_factory):
+    """A home of its own; afterwards no container, loop device or volume file is left."""
     assert not our_containers(), "containers of an earlier local cloud are still there"
-    tmp = tmp_path_factory.mktemp("local")
-    emulator = start_emulator(LOCAL_AMIS, tmp / "moto.log")
-    state = tmp / "state"
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "awsc.agent", "--endpoint", emulator.endpoint, "--state-dir", str(state)],
-        env=dict(
-            isolated_env(tmp / "agent-home", emulator.endpoint),
-            CONTAINERS_CONF=CONTAINERS_CONF,
-            PYTHONPATH=str(REPO / "wrapper"),
-        ),
-        stdout=(tmp / "agent.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    env = dict(isolated_env(tmp / "home", emulator.endpoint), AWSC_CONNECT="private")
-    yield emulator, env, state
-    run_playbook("playbooks/terminate.yml", env, check=False, name="e2e", delete_volume=True)
-    try:
-        wait_until(lambda: not our_containers(), timeout=60)
-    finally:
-        agent.terminate()
-        agent.wait(20)
-        emulator.stop()
-        for name in our_containers():
-            subprocess.run(["podman", "rm", "-f", name], check=False)
-        for image in (state / "volumes").glob("*.img"):
-            for line in subprocess.run(
-                ["losetup", "-j", str(image)], capture_output=True, text=True
-            ).stdout.splitlines():
-                subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+    home = tmp_path_factory.mktemp("local")
+    env = dict(isolated_env(home, None), CONTAINERS_CONF=str(REPO / "images/containers.conf"))
+    volumes = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes"
+    yield env
+    awsc(env, "down", "e2e", "--local", "--delete-volume", "--yes", check=False)
+    awsc(env, "local", "stop", check=False)
+    for name in our_containers():
+        subprocess.run(["podman", "rm", "-f", name], check=False)
+    for image in volumes.glob("*.img"):
+        attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
+        for line in attached.splitlines():
+            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
 
 
-def on_node(env, host: str, command: str, user: str | None = None) -> str:
-    """Runs a shell command on a node through Ansible (as root, or as `user`)."""
-    args = [
-        str(Path(sys.executable).parent / "ansible"),
-        host,
-        "-m",
-        "ansible.builtin.shell",
-        "-a",
-        command,
-        "-b",
-        "-o",
-    ]
-    if user:
-        args += ["--become-user", user]
-    out = subprocess.run(args, cwd=REPO, env=dict(env, AWSC_CLUSTER="e2e"), capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout.split("(stdout)", 1)[-1].strip().replace("\\n", "\n")
+def on_master(env, command: str) -> str:
+    """A command as the cluster user on the master, through `awsc ssh`."""
+    return awsc(env, "ssh", "e2e", "--local", "--", f"sudo -iu awsc sh -c '{command}'", timeout=300)
 
 
-def test_launch_runs_jobs_keeps_data_and_leaves_nothing(cloud):
-    emulator, env, state = cloud
-    ec2 = emulator.client()
+def test_up_runs_jobs_keeps_data_and_down_leaves_nothing(env):
+    volumes = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes"
 
-    run_playbook("playbooks/launch.yml", env, name="e2e", workers=2, **CONFIGURE)
-    nodes = by_node(ec2, "e2e")
-    assert sorted(nodes) == ["master", "node001", "node002"]
+    awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
+    status = json.loads(awsc(env, "status", "e2e", "--local", "--json"))
+    assert sorted(node["node"] for node in status["nodes"]) == ["master", "node001", "node002"]
     assert len(our_containers()) == 3
 
-    # Slurm sees both workers idle, and a job runs across them.
-    sinfo = on_node(env, "e2e-master", "sinfo --noheader -N -o '%N %t'")
+    # Slurm sees both workers idle; a batch job as the cluster user runs on both, its output
+    # lands in the shared home and is read back on the master.
+    sinfo = on_master(env, 'sinfo --noheader -N -o "%N %t"')
     assert sorted(sinfo.splitlines()) == ["node001 idle", "node002 idle"], sinfo
-    hosts = on_node(env, "e2e-master", "cd ~ && srun -N2 hostname", user="awsc")
-    assert sorted(hosts.split()) == ["node001", "node002"]
+    out = on_master(env, 'cd ~ && sbatch --wait -N2 -o e2e.out --wrap "srun hostname" >/dev/null && cat e2e.out')
+    assert sorted(out.split()) == ["node001", "node002"]
 
-    # /data lives on the volume and is shared with the workers.
-    on_node(env, "e2e-master", "echo kept > /data/result.txt")
-    assert on_node(env, "e2e-node002", "cat /data/result.txt") == "kept"
+    # /data is on the volume and shared with the workers.
+    on_master(env, "echo kept > /data/result.txt")
+    assert awsc(env, "ssh", "e2e", "node002", "--local", "--", "cat /data/result.txt").strip() == "kept"
 
-    # A second launch changes nothing.
-    again = run_playbook("playbooks/launch.yml", env, name="e2e", workers=2, **CONFIGURE)
-    assert again.changed == 0, again.out[-4000:]
+    # A second `up` changes nothing: awsc lists every step that changed something as "  + step".
+    again = run_awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
+    assert "\n  + " not in again.stdout + again.stderr, again.stderr
 
-    # Terminate keeps the volume (and its backing file); a new cluster finds the file again.
-    volume_id = tags(nodes["master"])["awsc:data-volume"]
-    run_playbook("playbooks/terminate.yml", env, name="e2e")
+    # `down` keeps the volume (and its file); a new cluster on it finds the file again.
+    volume = json.loads(awsc(env, "down", "e2e", "--local", "--yes", "--json"))
+    kept = [item["id"] for item in volume["leftovers"] if item["type"] == "volume"]
+    assert len(kept) == 1
     wait_until(lambda: not our_containers())
-    assert (state / "volumes" / f"{volume_id}.img").exists()
-    run_playbook("playbooks/launch.yml", env, name="e2e", workers=1, volume_id=volume_id, **CONFIGURE)
-    assert on_node(env, "e2e-master", "cat /data/result.txt") == "kept"
+    assert (volumes / f"{kept[0]}.img").exists()
+    awsc(env, "up", "e2e", "--local", "-n", "1", "--volume-id", kept[0], "--yes")
+    assert on_master(env, "cat /data/result.txt").strip() == "kept"
 
-    # Terminate with delete_volume: no instance, volume, container or loop device is left.
-    run_playbook("playbooks/terminate.yml", env, name="e2e", delete_volume=True)
+    # `down --delete-volume`: no instance, volume, container or loop device is left.
+    gone = awsc(env, "down", "e2e", "--local", "--delete-volume", "--yes")
+    assert "nothing is left that bills" in gone
     wait_until(lambda: not our_containers())
-    assert tagged_resources(ec2, "e2e") == []
-    wait_until(lambda: not list((state / "volumes").glob("*.img")))
-    loops = json.loads(
-        subprocess.run(["losetup", "-J"], capture_output=True, text=True).stdout or '{"loopdevices": []}'
-    )
-    assert not [d for d in loops["loopdevices"] if str(state) in d.get("back-file", "")]
+    wait_until(lambda: not list(volumes.glob("*.img")))
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(volumes) not in loops

@@ -28,7 +28,13 @@ config_app = typer.Typer(help="The config file and its cluster templates.", no_a
 volume_app = typer.Typer(
     help="Data volumes: create one to reuse, list, delete.", no_args_is_help=True, rich_markup_mode=None
 )
+local_app = typer.Typer(
+    help="The local cloud: an EC2 emulator whose instances are containers here.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(config_app, name="config")
+app.add_typer(local_app, name="local")
 app.add_typer(volume_app, name="volume")
 
 
@@ -68,6 +74,9 @@ Region = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (see awsc.schemas).")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Ansible's own output.")]
+Local = Annotated[
+    bool, typer.Option("--local", help="On the local cloud (`awsc local start`) instead of AWS: free, this machine.")
+]
 ProvisionOnly = Annotated[
     bool, typer.Option("--provision-only", help="Only create the AWS resources (provision.yml), do not configure.")
 ]
@@ -153,6 +162,14 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
             err.print(hint)
         raise typer.Exit(1)
     return result
+
+
+def _local(local: bool, autostart: bool = False) -> None:
+    """--local: point this process and its runs at the local cloud."""
+    if local:
+        from awsc import local as local_cloud
+
+        local_cloud.use(autostart=autostart)
 
 
 def _resume_hints(name: str) -> list[str]:
@@ -263,6 +280,45 @@ def _saved_settings(name: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+@local_app.command("start")
+@command
+def local_start() -> None:
+    """Start the local cloud (EC2 emulator + node agent), or find it running."""
+    from awsc import local as local_cloud
+
+    address = local_cloud.start()
+    typer.echo(f"The local cloud runs at {address}: `awsc up NAME --local` launches a cluster on it.")
+
+
+@local_app.command("stop")
+@command
+def local_stop() -> None:
+    """Stop the local cloud and remove its containers (volume files stay)."""
+    from awsc import local as local_cloud
+
+    removed = local_cloud.stop()
+    typer.echo(f"The local cloud is stopped ({removed} container(s) removed).")
+
+
+@local_app.command("status")
+@command
+def local_status(as_json: Json = False) -> None:
+    """Whether the local cloud runs, where, and its containers."""
+    import subprocess
+
+    from awsc import local as local_cloud
+    from awsc.agent import LABEL
+
+    address = local_cloud.endpoint()
+    names = subprocess.run(
+        ["podman", "ps", "--filter", f"label={LABEL}", "--format", "{{.Names}}"], capture_output=True, text=True
+    ).stdout.split()
+    if as_json:
+        _emit_json({"running": address is not None, "endpoint": address, "containers": len(names)})
+        return
+    typer.echo(f"running at {address}, {len(names)} container(s)" if address else "not running")
+
+
 @app.command()
 @command
 def up(
@@ -286,6 +342,7 @@ def up(
     provision_only: ProvisionOnly = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimate and stop.")] = False,
     as_json: Json = False,
+    local: Local = False,
 ) -> None:
     """Launch a cluster, the cost estimate first.
 
@@ -296,6 +353,7 @@ def up(
     config.validate_name(name)
     if volume_size is not None and volume_id is not None:
         raise AwscError("Pass --volume-size (a new volume) or --volume-id (an existing one), not both.")
+    _local(local, autostart=True)
     cfg = _config()
     overrides = {
         "workers": workers,
@@ -341,8 +399,12 @@ def up(
                 err=as_json,
             )
     est = pricing.estimate(priced, spot_price=spot_now)
+    if local:
+        est = pricing.Estimate(region="local", taken="free: the local cloud runs on this machine")
     if as_json:
         _emit_json({"estimate": est.as_dict()})
+    elif local:
+        typer.echo("On the local cloud: free, nothing is billed.")
     else:
         _print_estimate(est, cfg.confirm_above)
     if dry_run:
@@ -359,13 +421,19 @@ def up(
             raise AwscError(f"Not launched: {reason}; nothing was created. Pass --yes to launch without asking.")
 
     verb = "provision" if provision_only else "launch"
-    _run(verb, name, config.extravars({**settings, "name": name}), region, verbose, _resume_hints(name))
+    extravars = config.extravars({**settings, "name": name})
+    if local:
+        from awsc import local as local_cloud
+
+        extravars.update(local_cloud.EXTRAVARS)
+    _run(verb, name, extravars, region, verbose, _resume_hints(name))
     _save_settings(name, settings)
     members = cloud.nodes(region, name, ec2)
     master = next((m for m in members if m.role == "master"), None)
     out = _console(stderr=as_json)
     out.print(
-        f"Cluster {name} is up in {region}: master {master.public_ip if master else '?'}, "
+        f"Cluster {name} is up in {'the local cloud' if local else region}: master "
+        f"{(master.private_ip if local else master.public_ip) if master else '?'}, "
         f"{len(members) - 1} worker(s).",
         markup=False,
     )
@@ -383,11 +451,13 @@ def down(
     yes: Yes = False,
     verbose: Verbose = False,
     as_json: Json = False,
+    local: Local = False,
 ) -> None:
     """Terminate a cluster; report what still bills.
 
     Runs playbooks/terminate.yml, then lists what still carries the cluster's tag and its monthly cost.
     """
+    _local(local)
     from awsc import cloud, config, pricing
 
     config.validate_name(name)
@@ -454,8 +524,9 @@ def _volume_note(region: str, name: str) -> str:
 
 @app.command()
 @command
-def stop(name: Name, region: Region = None, verbose: Verbose = False) -> None:
+def stop(name: Name, region: Region = None, verbose: Verbose = False, local: Local = False) -> None:
     """Stop the instances; the volumes still bill."""
+    _local(local)
     region = _region(region)
     _members(region, name)
     _run("stop", name, {"name": name, "region": region}, region, verbose, [f"`awsc stop {name}` again retries."])
@@ -467,8 +538,9 @@ def stop(name: Name, region: Region = None, verbose: Verbose = False) -> None:
 
 @app.command()
 @command
-def start(name: Name, region: Region = None, verbose: Verbose = False) -> None:
+def start(name: Name, region: Region = None, verbose: Verbose = False, local: Local = False) -> None:
     """Start a stopped cluster (new public IPs)."""
+    _local(local)
     from awsc import cloud
 
     region = _region(region)
@@ -528,8 +600,9 @@ def _age(seconds: int | None) -> str:
 
 @app.command("ls")
 @command
-def ls_(region: Region = None, as_json: Json = False) -> None:
+def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> None:
     """List clusters: nodes, state, age, $/hour."""
+    _local(local)
     from datetime import UTC, datetime
 
     from awsc import cloud, pricing
@@ -575,11 +648,13 @@ def status(
     region: Region = None,
     as_json: Json = False,
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Do not ask the scheduler over ssh.")] = False,
+    local: Local = False,
 ) -> None:
     """Nodes, addresses and the scheduler's view.
 
     The scheduler's view is sinfo and squeue on the master over ssh, when it answers.
     """
+    _local(local)
     from datetime import UTC, datetime
 
     from awsc import cloud, pricing, ssh
@@ -641,12 +716,14 @@ def ssh(
     ] = None,
     region: Region = None,
     show: Annotated[bool, typer.Option("--print", help="Print the ssh command instead of running it.")] = False,
+    local: Local = False,
 ) -> None:
     """Log in to a node, or run a command there.
 
     The master by default.
     NODE is master, nodeNNN or an instance id; anything else starts the command.
     """
+    _local(local)
     import re
     import shlex
 
@@ -670,25 +747,27 @@ def ssh(
 @command
 def put(
     name: Name,
-    local: Annotated[list[str], typer.Argument(help="Local files, then the remote path.")],
+    files: Annotated[list[str], typer.Argument(help="Local files, then the remote path.")],
     node: Annotated[str | None, typer.Option("--node", help="master (default), node001, ...")] = None,
     region: Region = None,
     show: Annotated[bool, typer.Option("--print", help="Print the scp command instead of running it.")] = False,
+    on_local_cloud: Local = False,
 ) -> None:
     """Copy local files to a node.
 
     awsc put NAME LOCAL... REMOTE
     """
+    _local(on_local_cloud)
     import shlex
 
     from awsc import ssh as ssh_
 
-    if len(local) < 2:
+    if len(files) < 2:
         raise AwscError("Usage: awsc put NAME LOCAL... REMOTE")
     region = _region(region)
     members = _members(region, name)
     target = ssh_.find_node(name, members, node)
-    argv = ssh_.scp_command(name, members, target, local[:-1], ssh_.remote(target, local[-1]))
+    argv = ssh_.scp_command(name, members, target, files[:-1], ssh_.remote(target, files[-1]))
     if show:
         typer.echo(shlex.join(argv))
         return
@@ -704,11 +783,13 @@ def get(
     node: Annotated[str | None, typer.Option("--node", help="master (default), node001, ...")] = None,
     region: Region = None,
     show: Annotated[bool, typer.Option("--print", help="Print the scp command instead of running it.")] = False,
+    on_local_cloud: Local = False,
 ) -> None:
     """Copy files from a node.
 
     awsc get NAME REMOTE [LOCAL]
     """
+    _local(on_local_cloud)
     import shlex
 
     from awsc import ssh as ssh_
@@ -752,11 +833,13 @@ def add_node(
     yes: Yes = False,
     verbose: Verbose = False,
     provision_only: ProvisionOnly = False,
+    local: Local = False,
 ) -> None:
     """Add workers and configure them.
 
     Runs launch.yml with more workers (--provision-only: provision.yml).
     """
+    _local(local)
     from awsc import pricing
 
     region = _region(region)
@@ -779,6 +862,7 @@ def remove_node(
     region: Region = None,
     verbose: Verbose = False,
     provision_only: ProvisionOnly = False,
+    local: Local = False,
 ) -> None:
     """Remove a worker and configure the rest.
 
@@ -786,6 +870,7 @@ def remove_node(
     provision.yml); another one is terminated first (amazon.aws.ec2_instance), its number stays free
     until the cluster grows again.
     """
+    _local(local)
     region = _region(region)
     members = _members(region, name)
     workers = sorted((m for m in members if m.role == "worker"), key=lambda m: m.node)

@@ -57,6 +57,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_listening(port: int, timeout: float = 30, process: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 def start(amis: Path, log: Path, port: int | None = None, timeout: float = 30) -> Emulator:
     """Starts an emulator on 127.0.0.1 in the background and waits until it answers."""
     port = port or free_port()
@@ -67,13 +78,8 @@ def start(amis: Path, log: Path, port: int | None = None, timeout: float = 30) -
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return Emulator(f"http://127.0.0.1:{port}", process)
-        except OSError:
-            time.sleep(0.2)
+    if wait_until_listening(port, timeout, process):
+        return Emulator(f"http://127.0.0.1:{port}", process)
     process.kill()
     raise RuntimeError(f"the EC2 emulator did not start; see {log}")
 

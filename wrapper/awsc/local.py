@@ -1,0 +1,127 @@
+"""The local cloud: the EC2 emulator and the node agent, run in the background on this machine.
+
+``awsc local start`` starts both (or finds them running), ``awsc local stop`` stops them and
+removes their containers, and ``--local`` on a command points it at them: the same playbooks,
+inventory and roles, with only the endpoint changed, nodes reached at their private addresses,
+and the shared file system this kernel supports (sshfs). State (pids, port, logs, volume files)
+lives in ``$XDG_STATE_HOME/awsc/local``.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from awsc import paths
+from awsc.errors import AwscError
+
+IMAGE = "localhost/awsc-node:bookworm"
+REGION = "us-east-1"
+# What differs from a launch on AWS, as extra-vars of the playbooks.
+EXTRAVARS = {
+    "shared_fs_type": "sshfs",
+    # Nodes are reached from this machine only.
+    "ssh_cidr": "127.0.0.1/32",
+}
+
+
+def state_dir() -> Path:
+    return paths.state_dir() / "local"
+
+
+def _pid(daemon: str) -> int | None:
+    try:
+        pid = int((state_dir() / f"{daemon}.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def endpoint() -> str | None:
+    """The emulator's address when the local cloud runs."""
+    if _pid("emulator") and _pid("agent"):
+        return "http://127.0.0.1:" + (state_dir() / "emulator.port").read_text().strip()
+    return None
+
+
+def _spawn(daemon: str, args: list[str], env: dict[str, str]) -> None:
+    log = (state_dir() / f"{daemon}.log").open("a")
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    (state_dir() / f"{daemon}.pid").write_text(str(process.pid))
+
+
+def start() -> str:
+    """Starts the emulator and the agent unless they run; returns the emulator's address."""
+    if running := endpoint():
+        return running
+    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True).returncode != 0:
+        raise AwscError(f"The node image {IMAGE} is missing: build it with `make image`.")
+    from awsc.emulator import free_port, wait_until_listening
+
+    state_dir().mkdir(parents=True, exist_ok=True)
+    stop_daemons()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    env.setdefault("CONTAINERS_CONF", str(paths.project_dir() / "images" / "containers.conf"))
+    port = free_port()
+    amis = Path(__file__).resolve().parent / "data" / "local-amis.json"
+    _spawn("emulator", ["awsc.emulator", "-H", "127.0.0.1", "-p", str(port)], dict(env, MOTO_AMIS_PATH=str(amis)))
+    (state_dir() / "emulator.port").write_text(str(port))
+    if not wait_until_listening(port, timeout=30):
+        stop_daemons()
+        raise AwscError(f"The local EC2 emulator did not start: see {state_dir() / 'emulator.log'}.")
+    address = f"http://127.0.0.1:{port}"
+    _spawn("agent", ["awsc.agent", "--endpoint", address, "--state-dir", str(state_dir())], env)
+    return address
+
+
+def stop_daemons() -> None:
+    for daemon in ("agent", "emulator"):
+        if pid := _pid(daemon):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if _pid(daemon) is None:
+                    break
+                time.sleep(0.1)
+        (state_dir() / f"{daemon}.pid").unlink(missing_ok=True)
+
+
+def stop() -> int:
+    """Stops the local cloud and removes its containers (the emulator forgets its instances
+    when it stops). Volume files stay. Returns how many containers were removed."""
+    stop_daemons()
+    from awsc.agent import LABEL
+
+    names = subprocess.run(
+        ["podman", "ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if names:
+        subprocess.run(["podman", "rm", "--force", *names], capture_output=True)
+    return len(names)
+
+
+def environment(address: str) -> dict[str, str]:
+    """What --local sets for playbook runs and AWS queries."""
+    return {
+        "AWS_ENDPOINT_URL": address,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": REGION,
+        "AWSC_CONNECT": "private",
+    }
+
+
+def use(autostart: bool = False) -> None:
+    """Points this process (and the runs it starts) at the local cloud."""
+    address = start() if autostart else endpoint()
+    if not address:
+        raise AwscError("The local cloud is not running: start it with `awsc local start`.")
+    os.environ.update(environment(address))
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+        os.environ.pop(variable, None)
