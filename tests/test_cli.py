@@ -124,7 +124,7 @@ def test_help_lists_the_commands_without_loading_ansible_runner_or_boto3(fenv):
 def test_shell_completion(fenv):
     program = str(VENV_BIN / "awsc")
     script = subprocess.run([program, "--show-completion", "bash"], env=fenv, capture_output=True, text=True)
-    assert "_awsc_completion" in script.stdout
+    assert "_awsc_completion" in script.stdout, (script.returncode, script.stderr)
     env = dict(fenv, _AWSC_COMPLETE="complete_bash", COMP_WORDS="awsc volume ", COMP_CWORD="2")
     words = subprocess.run([program], env=env, capture_output=True, text=True).stdout.split()
     assert words == ["create", "ls", "rm"]
@@ -319,6 +319,8 @@ def test_ls_and_status(gamma, menv):
 
 
 def test_ssh_put_get_use_the_clusters_key_and_user(gamma, menv, ec2):
+    # Public addresses, as on AWS: safe here, since ssh and scp are the fake ones (AWSC_SSH).
+    menv = dict(menv, AWSC_CONNECT="")
     nodes = by_node(ec2, "gamma")
     key = str(Path(menv["XDG_CONFIG_HOME"]) / "awsc" / "keys" / "gamma.pem")
     master = f"admin@{nodes['master']['PublicIpAddress']}"
