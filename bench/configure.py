@@ -103,6 +103,7 @@ def run_configure(inventory: Path, env: dict[str, str], log: Path) -> tuple[floa
     command = [
         "ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "configure.yml"),
         "-e", "shared_fs_type=sshfs",
+        "-e", "configure_runtimes=false",
     ]  # fmt: skip
     start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, env=env, text=True, capture_output=True)

@@ -469,7 +469,6 @@ def test_a_cluster_that_does_not_exist(fenv, ec2, args):
     ("args", "message"),
     [
         (["--worker-type", "t3.bogus"], "Instance type 't3.bogus' does not exist in us-east-1"),
-        (["--scheduler", "sge"], "Scheduler 'sge' is not available yet"),
         (["--scheduler", "pbs"], "Unknown scheduler 'pbs'"),
         (["--volume-size", "5", "--volume-id", "vol-1"], "Pass --volume-size (a new volume) or --volume-id"),
     ],

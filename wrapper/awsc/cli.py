@@ -372,10 +372,6 @@ def up(
     explicit = cfg.explicit(template, overrides)
     if "region" not in explicit:
         settings["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
-    if settings["scheduler"] != "slurm":
-        raise AwscError(
-            f"Scheduler '{settings['scheduler']}' is not available yet: configure.yml sets up Slurm only; use slurm."
-        )
     region = settings["region"]
     ec2 = cloud.client("ec2", region)
     for key in ("master_instance_type", "worker_instance_type"):

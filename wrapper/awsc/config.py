@@ -31,7 +31,7 @@ from awsc.errors import AwscError
 NAME_PATTERN = re.compile(r"^[a-z0-9-]{1,32}$")
 
 # Cluster settings a template may hold (the playbooks' public extra-vars, see vars/cluster.yml),
-# with the type each must have. `scheduler` is awsc's own: slurm for now.
+# with the type each must have; `scheduler` (slurm | sge) is configure.yml's.
 CLUSTER_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "region": str,
     "workers": int,
@@ -217,5 +217,5 @@ def init(path: Path | None = None, force: bool = False) -> Path:
 
 
 def extravars(settings: dict[str, Any]) -> dict[str, Any]:
-    """The extra-vars of a playbook run: the settings under the playbooks' names (not awsc's own)."""
-    return {k: v for k, v in settings.items() if k != "scheduler"}
+    """The extra-vars of a playbook run: the settings under the playbooks' names."""
+    return dict(settings)

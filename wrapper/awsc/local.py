@@ -24,6 +24,8 @@ EXTRAVARS = {
     "shared_fs_type": "sshfs",
     # Nodes are reached from this machine only.
     "ssh_cidr": "127.0.0.1/32",
+    # The runtimes take minutes of apt and Julia comes from julialang.org: not in the sandbox.
+    "configure_runtimes": False,
 }
 
 
