@@ -292,6 +292,11 @@ def test_galaxy_build_contains_roles_and_playbooks_addressable_by_fqcn(env, tmp_
     assert "playbooks/tasks/plan.yml" in listing
     assert "roles/" in listing
     installed = tmp_path / "installed"
+    # Outside the repository, with only the installed collection (the repository's ansible.cfg
+    # would point at its own copy, and ansible-galaxy would call it installed already).
+    empty_config = tmp_path / "ansible.cfg"
+    empty_config.write_text("[defaults]\n")
+    outside = dict(env, ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_CONFIG=str(empty_config))
     subprocess.run(
         [
             str(ansible_bin / "ansible-galaxy"),
@@ -303,12 +308,13 @@ def test_galaxy_build_contains_roles_and_playbooks_addressable_by_fqcn(env, tmp_
             str(installed),
             str(tarball),
         ],
-        env=env,
+        cwd=tmp_path,
+        env=outside,
         check=True,
         capture_output=True,
     )
-    # From anywhere, with only the installed collection: the playbook is found by its FQCN.
-    outside = dict(env, ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_CONFIG="/dev/null")
+    assert (installed / "ansible_collections/awsc/cluster/playbooks/provision.yml").is_file()
+    assert (installed / "ansible_collections/awsc/cluster/roles/slurm/tasks/main.yml").is_file()
     check = subprocess.run(
         [str(ansible_bin / "ansible-playbook"), "awsc.cluster.provision", "--syntax-check", "-e", "name=x"],
         cwd=tmp_path,
