@@ -1,7 +1,9 @@
 """The local cloud end to end, through the real `awsc` command: the EC2 emulator plus the node
 agent turn instances into systemd containers, and the very same playbooks build a working Slurm
 cluster on them. Only the endpoint and two settings differ from AWS: nodes are reached at their
-private addresses, and /home/awsc and /data are shared with sshfs (this kernel has no NFS)."""
+private addresses, and /home/awsc and /data are shared with sshfs (this kernel has no NFS).
+
+The tests below are one story on one cluster, in file order: each starts where the last ended."""
 
 import json
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 from conftest import REPO, isolated_env
 
@@ -71,8 +74,73 @@ def on_master(env, command: str) -> str:
     return awsc(env, "ssh", "e2e", "--local", "--", f"sudo -iu awsc sh -c '{command}'", timeout=300)
 
 
-def test_up_runs_jobs_keeps_data_and_down_leaves_nothing(env):
-    volumes = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes"
+def volumes_dir(env) -> Path:
+    return Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes"
+
+
+def idle_workers(env) -> list[str]:
+    sinfo = on_master(env, 'sinfo --noheader -N -o "%N %t"')
+    return sorted(line.split()[0] for line in sinfo.splitlines() if line.split()[1] == "idle")
+
+
+def instance_id(env, node: str) -> str | None:
+    """The running instance of cluster e2e's `node`, asked of the local cloud's emulator."""
+    port_file = Path(env["XDG_STATE_HOME"]) / "awsc/local/emulator.port"
+    if not port_file.exists():
+        return None
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=f"http://127.0.0.1:{port_file.read_text().strip()}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    filters = [
+        {"Name": "tag:awsc:cluster", "Values": ["e2e"]},
+        {"Name": "tag:awsc:node", "Values": [node]},
+        {"Name": "instance-state-name", "Values": ["running"]},
+    ]
+    try:
+        found = ec2.describe_instances(Filters=filters)["Reservations"]
+    except Exception:  # the emulator is still starting
+        return None
+    return found[0]["Instances"][0]["InstanceId"] if found else None
+
+
+def runs_dpkg(container: str) -> bool:
+    """True while dpkg runs in the container (the image has no pgrep: read /proc)."""
+    probe = subprocess.run(
+        ["podman", "exec", container, "sh", "-c", "grep -lx dpkg /proc/[0-9]*/comm"],
+        capture_output=True,
+        text=True,
+    )
+    return probe.returncode == 0
+
+
+def test_a_worker_killed_mid_configure_converges_on_the_next_up(env, tmp_path):
+    # The first `up` loses node002 while dpkg installs packages on it (the worst moment: dpkg's
+    # journal is left half written). The agent boots the container again, as EC2 would reboot a
+    # crashed instance.
+    log = (tmp_path / "up.log").open("w")
+    first = subprocess.Popen(
+        [AWSC, "up", "e2e", "--local", "-n", "2", "--yes"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        container = None
+        deadline = time.monotonic() + 900
+        while first.poll() is None and time.monotonic() < deadline:
+            if container is None and (iid := instance_id(env, "node002")):
+                container = f"awsc-{iid}"
+            if container and runs_dpkg(container):
+                subprocess.run(["podman", "kill", container], check=True, capture_output=True)
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"node002 never ran dpkg during the first up:\n{(tmp_path / 'up.log').read_text()[-3000:]}")
+        assert first.wait(timeout=900) != 0, "the first up cannot succeed without node002"
+    finally:
+        if first.poll() is None:
+            first.kill()
 
     awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
     status = json.loads(awsc(env, "status", "e2e", "--local", "--json"))
@@ -81,32 +149,50 @@ def test_up_runs_jobs_keeps_data_and_down_leaves_nothing(env):
 
     # Slurm sees both workers idle; a batch job as the cluster user runs on both, its output
     # lands in the shared home and is read back on the master.
-    sinfo = on_master(env, 'sinfo --noheader -N -o "%N %t"')
-    assert sorted(sinfo.splitlines()) == ["node001 idle", "node002 idle"], sinfo
+    assert idle_workers(env) == ["node001", "node002"]
     out = on_master(env, 'cd ~ && sbatch --wait -N2 -o e2e.out --wrap "srun hostname" >/dev/null && cat e2e.out')
     assert sorted(out.split()) == ["node001", "node002"]
 
+
+def test_data_is_shared_and_a_second_up_changes_nothing(env):
     # /data is on the volume and shared with the workers.
     on_master(env, "echo kept > /data/result.txt")
     assert awsc(env, "ssh", "e2e", "node002", "--local", "--", "cat /data/result.txt").strip() == "kept"
 
-    # A second `up` changes nothing: awsc lists every step that changed something as "  + step".
+    # awsc lists every step that changed something as "  + step".
     again = run_awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
     assert "\n  + " not in again.stdout + again.stderr, again.stderr
 
-    # `down` keeps the volume (and its file); a new cluster on it finds the file again.
+
+def test_add_node_then_remove_node(env):
+    awsc(env, "add-node", "e2e", "--local", "--yes")
+    assert len(our_containers()) == 4
+    assert idle_workers(env) == ["node001", "node002", "node003"]
+    out = on_master(env, 'cd ~ && sbatch --wait -N3 -o add.out --wrap "srun hostname" >/dev/null && cat add.out')
+    assert sorted(out.split()) == ["node001", "node002", "node003"]
+    assert awsc(env, "ssh", "e2e", "node003", "--local", "--", "cat /data/result.txt").strip() == "kept"
+
+    removed = awsc(env, "remove-node", "e2e", "node003", "--local")
+    assert "2 worker(s): node001, node002" in removed
+    wait_until(lambda: len(our_containers()) == 3)
+    assert idle_workers(env) == ["node001", "node002"]
+    assert "node003" not in on_master(env, 'sinfo --noheader -N -o "%N"')
+
+
+def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(env):
     volume = json.loads(awsc(env, "down", "e2e", "--local", "--yes", "--json"))
     kept = [item["id"] for item in volume["leftovers"] if item["type"] == "volume"]
     assert len(kept) == 1
     wait_until(lambda: not our_containers())
-    assert (volumes / f"{kept[0]}.img").exists()
+    assert (volumes_dir(env) / f"{kept[0]}.img").exists()
     awsc(env, "up", "e2e", "--local", "-n", "1", "--volume-id", kept[0], "--yes")
     assert on_master(env, "cat /data/result.txt").strip() == "kept"
 
-    # `down --delete-volume`: no instance, volume, container or loop device is left.
+
+def test_down_delete_volume_leaves_nothing(env):
     gone = awsc(env, "down", "e2e", "--local", "--delete-volume", "--yes")
     assert "nothing is left that bills" in gone
     wait_until(lambda: not our_containers())
-    wait_until(lambda: not list(volumes.glob("*.img")))
+    wait_until(lambda: not list(volumes_dir(env).glob("*.img")))
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    assert str(volumes) not in loops
+    assert str(volumes_dir(env)) not in loops

@@ -85,9 +85,18 @@ class Agent:
             self.image, "/sbin/init",
         )  # fmt: skip
         name = f"awsc-{iid}"
-        # podman bind-mounts /etc/hostname; EC2 nodes may rewrite theirs.
-        podman("exec", name, "umount", "/etc/hostname", check=False)
+        self.own_hostname(name)
         self.install_key(name, instance.get("KeyName"))
+
+    def start(self, container: str) -> None:
+        """Boots a stopped container again (a started or rebooted instance)."""
+        podman("start", container)
+        self.own_hostname(container)
+
+    @staticmethod
+    def own_hostname(container: str) -> None:
+        """podman bind-mounts /etc/hostname on every start; EC2 nodes may rewrite theirs."""
+        podman("exec", container, "umount", "/etc/hostname", check=False)
 
     def install_key(self, container: str, key_name: str | None) -> None:
         """What cloud-init does: the key pair's public key, for the login user with sudo."""
@@ -156,7 +165,7 @@ class Agent:
                 if container is None:
                     self.create(instance)
                 elif not container.running:
-                    podman("start", container.name)
+                    self.start(container.name)
             elif state in ("stopping", "stopped"):
                 known.add(iid)
                 if container and container.running:

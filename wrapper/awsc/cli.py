@@ -136,6 +136,11 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
     """Runs a playbook; on failure prints the failed task, host, message, log and hints, and exits 1."""
     from awsc import runner
 
+    if os.environ.get("AWSC_LOCAL") == "1" and "module" not in kw:
+        from awsc import local as local_cloud
+
+        # Every playbook run on the local cloud (up, add-node, ...) gets what differs from AWS.
+        extravars = {**extravars, **local_cloud.EXTRAVARS}
     result = runner.run(verb, extravars, cluster=name, region=region, verbose=verbose, console=_console(True), **kw)
     err = _console(True)
     if result.status == "canceled":
@@ -151,10 +156,13 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
         err.print(f"Log: {result.log}")
         raise typer.Exit(130)
     if not result.ok:
-        failure = result.failures[-1] if result.failures else None
+        # The first failure is the cause; later ones are usually its consequences.
+        failure = result.failures[0] if result.failures else None
         if failure:
             err.print(f"[red]✗ {result.playbook} failed[/red] at task “{failure.task}” on {failure.host}:")
             err.print(f"  {failure.message}", markup=False)
+            if len(result.failures) > 1:
+                err.print(f"  ({len(result.failures) - 1} more failure(s) after it: see the log)", markup=False)
         else:
             err.print(f"[red]✗ {result.playbook} failed[/red] (status {result.status}, rc {result.rc}).")
         err.print(f"Log: {result.log}")
@@ -390,10 +398,11 @@ def up(
         kept = [v for v in cloud.volumes(region, name, ec2) if v["role"] == "data" and v["name"] == f"{name}-data"]
         if kept:
             priced = dict(settings, volume_id=kept[0]["id"])
-            typer.echo(
-                f"Reusing the /data volume {kept[0]['id']} ({kept[0]['size_gib']} GiB) kept by `awsc down`.",
-                err=as_json,
-            )
+            if not kept[0]["attached_to"]:
+                typer.echo(
+                    f"Reusing the /data volume {kept[0]['id']} ({kept[0]['size_gib']} GiB) kept by `awsc down`.",
+                    err=as_json,
+                )
     est = pricing.estimate(priced, spot_price=spot_now)
     if local:
         est = pricing.Estimate(region="local", taken="free: the local cloud runs on this machine")
@@ -418,10 +427,6 @@ def up(
 
     verb = "provision" if provision_only else "launch"
     extravars = config.extravars({**settings, "name": name})
-    if local:
-        from awsc import local as local_cloud
-
-        extravars.update(local_cloud.EXTRAVARS)
     _run(verb, name, extravars, region, verbose, _resume_hints(name))
     _save_settings(name, settings)
     members = cloud.nodes(region, name, ec2)

@@ -116,6 +116,8 @@ def environment(address: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_REGION": REGION,
         "AWSC_CONNECT": "private",
+        # Tells awsc's playbook runs to add EXTRAVARS.
+        "AWSC_LOCAL": "1",
     }
 
 
