@@ -89,7 +89,12 @@ def write_inventory(path: Path, addresses: dict[str, str], key: Path) -> None:
 
     inventory = {
         "all": {
-            "vars": {"ansible_user": "root", "ansible_ssh_private_key_file": str(key)},
+            # As inventory/aws_ec2.yml sets them.
+            "vars": {
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(key),
+                "ansible_python_interpreter": "/usr/bin/python3",
+            },
             "children": {
                 "master": {"hosts": {f"{PREFIX}-master": host("master")}},
                 "workers": {"hosts": {f"{PREFIX}-{n}": host(n) for n in addresses if n != "master"}},
@@ -129,30 +134,29 @@ def main() -> None:
     # Kept afterwards: the playbook logs are there.
     work = Path(tempfile.mkdtemp(prefix="awsc-bench-"))
     print(f"bench: logs in {work}", flush=True)
-    if True:
-        key = work / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        env = {
-            **os.environ,
-            "ANSIBLE_HOME": str(work / "ansible"),
-            "ANSIBLE_INVENTORY_ENABLED": "yaml",
-            "ANSIBLE_NOCOLOR": "1",
-        }
-        for n in args.workers:
-            cleanup()
-            try:
-                addresses = start_nodes(n, (work / "id_ed25519.pub").read_text())
-                wait_for_ssh(addresses, key)
-                inventory = work / f"inventory-{n}.json"
-                write_inventory(inventory, addresses, key)
-                first, _ = run_configure(inventory, env, work / f"first-{n}.log")
-                second, changed = run_configure(inventory, env, work / f"second-{n}.log")
-                rows.append((n, first, second, sum(changed.values())))
-                print(f"1+{n}: configure {first:6.1f} s, no-change re-run {second:5.1f} s "
-                      f"(changed={sum(changed.values())})", flush=True)  # fmt: skip
-            finally:
-                if not (args.keep and n == args.workers[-1]):
-                    cleanup()
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    env = {
+        **os.environ,
+        "ANSIBLE_HOME": str(work / "ansible"),
+        "ANSIBLE_INVENTORY_ENABLED": "yaml",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    for n in args.workers:
+        cleanup()
+        try:
+            addresses = start_nodes(n, (work / "id_ed25519.pub").read_text())
+            wait_for_ssh(addresses, key)
+            inventory = work / f"inventory-{n}.json"
+            write_inventory(inventory, addresses, key)
+            first, _ = run_configure(inventory, env, work / f"first-{n}.log")
+            second, changed = run_configure(inventory, env, work / f"second-{n}.log")
+            rows.append((n, first, second, sum(changed.values())))
+            print(f"1+{n}: configure {first:6.1f} s, no-change re-run {second:5.1f} s "
+                  f"(changed={sum(changed.values())})", flush=True)  # fmt: skip
+        finally:
+            if not (args.keep and n == args.workers[-1]):
+                cleanup()
 
     print("\nworkers  configure  re-run  changed")
     for n, first, second, changed in rows:
