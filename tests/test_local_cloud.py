@@ -189,6 +189,18 @@ def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(env):
     assert on_master(env, "cat /data/result.txt").strip() == "kept"
 
 
+def test_a_kept_volume_survives_a_restart_of_the_local_cloud(env):
+    # The emulator keeps its state in memory; the agent makes the kept volume's file a volume
+    # again, which `up` adopts by the cluster's name as it would on EC2.
+    awsc(env, "down", "e2e", "--local", "--yes")
+    awsc(env, "local", "stop")
+    assert not our_containers()
+    awsc(env, "local", "start")
+    wait_until(lambda: "vol-" in awsc(env, "volume", "ls", "--local"))
+    awsc(env, "up", "e2e", "--local", "-n", "1", "--yes")
+    assert on_master(env, "cat /data/result.txt").strip() == "kept"
+
+
 def test_down_delete_volume_leaves_nothing(env):
     gone = awsc(env, "down", "e2e", "--local", "--delete-volume", "--yes")
     assert "nothing is left that bills" in gone

@@ -11,7 +11,11 @@ It polls the emulator and reconciles podman with it, as EC2's hypervisor and clo
     python -m awsc.agent --endpoint http://127.0.0.1:PORT --state-dir DIR
 
 The agent keeps no state of its own but the volume files: everything else is read again from
-the emulator and podman on each pass, so restarting the agent loses nothing.
+the emulator and podman on each pass, so restarting the agent loses nothing. Beside each volume
+file it keeps the volume's size, zone and tags; when it starts and the emulator does not know a
+volume (the emulator keeps its state in memory: `awsc local stop` loses it), it creates the volume
+again with them, under the new id the emulator gives, so a kept /data volume is found again by its
+cluster's name.
 """
 
 import argparse
@@ -149,6 +153,33 @@ class Agent:
         for line in attached.splitlines():
             subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
         path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+
+    def describe(self, volume: dict) -> None:
+        """Keeps what it takes to create the volume again beside its file."""
+        keep = {k: volume.get(k) for k in ("Size", "AvailabilityZone", "Encrypted", "VolumeType", "Tags")}
+        path = self.volumes_dir / f"{volume['VolumeId']}.json"
+        text = json.dumps(keep, sort_keys=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+
+    def restore(self) -> list[str]:
+        """Volume files the emulator does not know become volumes again (new ids); returns them."""
+        known = {v["VolumeId"] for v in self.ec2.describe_volumes()["Volumes"]}
+        restored = []
+        for described in sorted(self.volumes_dir.glob("vol-*.json")):
+            image = described.with_suffix(".img")
+            if described.stem in known or not image.exists():
+                continue
+            keep = json.loads(described.read_text())
+            args = {k: keep[k] for k in ("Size", "AvailabilityZone", "Encrypted", "VolumeType") if keep.get(k)}
+            if keep.get("Tags"):
+                args["TagSpecifications"] = [{"ResourceType": "volume", "Tags": keep["Tags"]}]
+            volume_id = self.ec2.create_volume(**args)["VolumeId"]
+            image.rename(self.volumes_dir / f"{volume_id}.img")
+            described.rename(self.volumes_dir / f"{volume_id}.json")
+            restored.append(f"{described.stem} -> {volume_id}")
+        return restored
 
     # -- the reconcile pass ------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -183,6 +214,9 @@ class Agent:
             self.forget(volume_id)
         self.seen_volumes = present
         by_id = {v["VolumeId"]: v for v in volumes}
+        for volume in volumes:
+            if (self.volumes_dir / f"{volume['VolumeId']}.img").exists():
+                self.describe(volume)
         for instance in running:
             # The first mapping is the root volume: the container's own file system.
             for mapping in instance["BlockDeviceMappings"][1:]:
@@ -199,6 +233,8 @@ class Agent:
 
         signal.signal(signal.SIGTERM, finish)
         signal.signal(signal.SIGINT, finish)
+        for restored in self.restore():
+            print(f"awsc agent: volume {restored} restored from its file", flush=True)
         while not stop:
             try:
                 self.reconcile()

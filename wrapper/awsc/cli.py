@@ -917,6 +917,7 @@ def volume_create(
     zone: Annotated[str | None, typer.Option("--zone", help="Availability zone (default: the region's first).")] = None,
     region: Region = None,
     verbose: Verbose = False,
+    local: Local = False,
 ) -> None:
     """Create a volume for `up --volume-id`.
 
@@ -925,6 +926,7 @@ def volume_create(
     from awsc import config, pricing
 
     config.validate_name(name)
+    _local(local)
     region = _region(region)
     month = pricing.storage_month(pricing.load_table(), region, "volume", size)
     typer.echo(f"A {size} GiB gp3 volume costs ${month:.2f}/month until deleted.")
@@ -938,8 +940,9 @@ def volume_create(
 
 @volume_app.command("ls")
 @command
-def volume_ls(region: Region = None, as_json: Json = False) -> None:
+def volume_ls(region: Region = None, as_json: Json = False, local: Local = False) -> None:
     """List awsc's volumes and their cost."""
+    _local(local)
     region = _region(region)
     rows = _volume_rows(region)
     if as_json:
@@ -963,8 +966,10 @@ def volume_rm(
     region: Region = None,
     yes: Yes = False,
     verbose: Verbose = False,
+    local: Local = False,
 ) -> None:
     """Delete a detached volume and its data."""
+    _local(local)
     region = _region(region)
     rows = {row["id"]: row for row in _volume_rows(region)}
     if volume_id not in rows:

@@ -94,7 +94,8 @@ def stop_daemons() -> None:
 
 def stop() -> int:
     """Stops the local cloud and removes its containers (the emulator forgets its instances
-    when it stops). Volume files stay. Returns how many containers were removed."""
+    when it stops). Volume files stay: the next start makes them volumes again, with new ids.
+    Returns how many containers were removed."""
     stop_daemons()
     from awsc.agent import LABEL
 
@@ -105,6 +106,11 @@ def stop() -> int:
     ).stdout.split()
     if names:
         subprocess.run(["podman", "rm", "--force", *names], capture_output=True)
+    # No container uses the volumes' loop devices any more; the files stay.
+    for image in (state_dir() / "volumes").glob("*.img"):
+        attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
+        for line in attached.splitlines():
+            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
     return len(names)
 
 
