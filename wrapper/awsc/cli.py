@@ -305,7 +305,10 @@ def local_stop() -> None:
     from awsc import local as local_cloud
 
     removed = local_cloud.stop()
-    typer.echo(f"The local cloud is stopped ({removed} container(s) removed).")
+    typer.echo(
+        f"The local cloud is stopped ({removed} container(s) removed). "
+        "Kept volumes come back at the next `awsc local start`."
+    )
 
 
 @local_app.command("status")

@@ -8,8 +8,8 @@ short_description: The fully installed packages of a Debian node, as package fac
 description:
   - Sets C(ansible_facts.packages) in the format of M(ansible.builtin.package_facts), so tasks
     that look at it work with either, but lists only packages that dpkg reports fully installed
-    (status C(ii)). A package whose install was cut short (unpacked, half-configured) is left
-    out, so a role that skips apt when its packages are listed still runs apt for it.
+    (state C(i), held or not). A package whose install was cut short (unpacked, half-configured)
+    is left out, so a role that skips apt when its packages are listed still runs apt for it.
   - Reads C(dpkg-query) instead of loading the apt cache: about a fifth of package_facts' time,
     and it needs no python3-apt (a bare node has none).
   - Also sets C(ansible_facts.dpkg_interrupted), true when an install did not finish: dpkg's
@@ -54,9 +54,10 @@ def main():
     interrupted = bool(glob.glob("/var/lib/dpkg/updates/[0-9]*"))
     for line in out.splitlines():
         name, version, arch, status = (line.split("\t") + ["", "", ""])[:4]
-        if status.strip() == "ii":
+        # Status-Abbrev: wanted (i, h for held, ...), then state (i: installed).
+        if status[1:2] == "i":
             packages.setdefault(name, []).append({"name": name, "version": version, "arch": arch, "source": "apt"})
-        # Status-Abbrev: wanted, then state; H/U/F/W/t are installs cut short.
+        # States H/U/F/W/t are installs cut short.
         interrupted = interrupted or status[1:2] in ("H", "U", "F", "W", "t")
     module.exit_json(changed=False, ansible_facts={"packages": packages, "dpkg_interrupted": interrupted})
 
