@@ -27,21 +27,11 @@ NAME = "bench"
 
 
 def environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ANSIBLE_", "AWSC_", "XDG_"))}
-    env.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".local/state"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        ANSIBLE_HOME=str(home / ".ansible"),
-        AWS_CONFIG_FILE=str(home / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
-        CONTAINERS_CONF=str(ROOT / "images/containers.conf"),
-        # Anything not meant for the emulator on loopback fails here instead of leaving the machine.
-        HTTPS_PROXY="http://127.0.0.1:9",
-        NO_PROXY="127.0.0.1,localhost",
-    )
-    return env
+    """The tests' isolation (tests/conftest.py), plus the podman settings the local cloud uses."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import isolated_env
+
+    return dict(isolated_env(home, None), CONTAINERS_CONF=str(ROOT / "images/containers.conf"))
 
 
 def awsc(env: dict[str, str], *args: str) -> tuple[float, str]:

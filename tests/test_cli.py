@@ -5,9 +5,7 @@ configure. ssh and scp are replaced by a script that records its arguments and f
 unreachable host does (AWSC_SSH/AWSC_SCP), so no packet leaves 127.0.0.1.
 """
 
-import contextlib
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -20,6 +18,7 @@ import pytest
 from awsc import pricing, schemas
 from awsc.cli import app
 from awsc.config import Config
+from awsc.runner import only_environment
 from conftest import CALLER_CIDR, DATA, REPO, VENV_BIN, by_node, isolated_env, tagged_resources, tags
 from typer.testing import CliRunner
 
@@ -40,21 +39,8 @@ def cli_env(home: Path, endpoint: str | None) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def environment(env: dict[str, str]):
-    """os.environ is exactly `env` (CliRunner's env= only adds to ours)."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def awsc(env: dict[str, str], *args: str, input: str | None = None):
-    with environment(env):
+    with only_environment(env):
         result = CliRunner().invoke(app, list(args), input=input)
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -248,7 +234,7 @@ def test_price_list_parsing_keeps_linux_shared_on_demand_hours():
 
 
 def test_price_refresh_writes_the_cache_the_commands_then_use(fenv):
-    with environment(fenv):
+    with only_environment(fenv):
         path, found = pricing.refresh(
             types=["m7i.large"], regions=["us-east-1"], client=(recorded := RecordedPricing())
         )

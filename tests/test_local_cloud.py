@@ -6,6 +6,8 @@ private addresses, and /home/awsc and /data are shared with sshfs (this kernel h
 The tests below are one story on one cluster, in file order: each starts where the last ended."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -154,10 +156,19 @@ def test_a_worker_killed_mid_configure_converges_on_the_next_up(env, tmp_path):
     assert sorted(out.split()) == ["node001", "node002"]
 
 
-def test_data_is_shared_and_a_second_up_changes_nothing(env):
+def test_data_is_shared_the_agent_restarts_and_a_second_up_changes_nothing(env):
     # /data is on the volume and shared with the workers.
     on_master(env, "echo kept > /data/result.txt")
     assert awsc(env, "ssh", "e2e", "node002", "--local", "--", "cat /data/result.txt").strip() == "kept"
+
+    # The agent keeps no state of its own: killed and started again, it finds every node as it was.
+    agent_pid = Path(env["XDG_STATE_HOME"]) / "awsc/local/agent.pid"
+    os.kill(int(agent_pid.read_text()), signal.SIGKILL)
+    awsc(env, "local", "start")
+    time.sleep(3)
+    assert len(our_containers()) == 3
+    status = json.loads(awsc(env, "status", "e2e", "--local", "--json"))
+    assert sorted(node["node"] for node in status["nodes"]) == ["master", "node001", "node002"]
 
     # awsc lists every step that changed something as "  + step".
     again = run_awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")

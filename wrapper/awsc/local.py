@@ -34,12 +34,14 @@ def state_dir() -> Path:
 
 
 def _pid(daemon: str) -> int | None:
+    """The daemon's pid while it runs (a dead one not yet reaped does not count)."""
     try:
         pid = int((state_dir() / f"{daemon}.pid").read_text())
-        os.kill(pid, 0)
-        return pid
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
         return None
+    # The state follows the parenthesised command name; Z: exited.
+    return None if stat.rsplit(")", 1)[1].split()[0] == "Z" else pid
 
 
 def endpoint() -> str | None:
@@ -66,9 +68,14 @@ def start() -> str:
     from awsc.emulator import free_port, wait_until_listening
 
     state_dir().mkdir(parents=True, exist_ok=True)
-    stop_daemons()
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     env.setdefault("CONTAINERS_CONF", str(paths.project_dir() / "images" / "containers.conf"))
+    if _pid("emulator") and (state_dir() / "emulator.port").exists():
+        # Only the agent stopped: the emulator holds every cluster's state, keep it.
+        address = "http://127.0.0.1:" + (state_dir() / "emulator.port").read_text().strip()
+        _spawn("agent", ["awsc.agent", "--endpoint", address, "--state-dir", str(state_dir())], env)
+        return address
+    stop_daemons()
     port = free_port()
     amis = Path(__file__).resolve().parent / "data" / "local-amis.json"
     _spawn("emulator", ["awsc.emulator", "-H", "127.0.0.1", "-p", str(port)], dict(env, MOTO_AMIS_PATH=str(amis)))

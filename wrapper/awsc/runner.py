@@ -76,8 +76,8 @@ def job_environment(cluster: str | None, region: str | None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _only_environment(env: dict[str, str]):
-    """ansible-runner copies os.environ into the job: make it hold only `env` while it does."""
+def only_environment(env: dict[str, str]):
+    """os.environ is exactly `env` while inside (ansible-runner copies os.environ into the job)."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -221,7 +221,7 @@ def run(
     previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
     progress = Progress(verbose, console)
     try:
-        with progress, _only_environment(job_environment(cluster, region)):
+        with progress, only_environment(job_environment(cluster, region)):
             runner = ansible_runner.run(
                 private_data_dir=str(private),
                 project_dir=str(project),
