@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from awsc.agent import detach_loops
 from conftest import REPO, isolated_env
 
 pytestmark = pytest.mark.slow
@@ -59,16 +60,13 @@ def env(tmp_path_factory):
     assert not our_containers(), "containers of an earlier local cloud are still there"
     home = tmp_path_factory.mktemp("local")
     env = dict(isolated_env(home, None), CONTAINERS_CONF=str(REPO / "images/containers.conf"))
-    volumes = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes"
     yield env
     awsc(env, "down", "e2e", "--local", "--delete-volume", "--yes", check=False)
     awsc(env, "local", "stop", check=False)
     for name in our_containers():
         subprocess.run(["podman", "rm", "-f", name], check=False)
-    for image in volumes.glob("*.img"):
-        attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
-        for line in attached.splitlines():
-            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+    for image in volumes_dir(env).glob("*.img"):
+        detach_loops(image)
 
 
 def on_master(env, command: str) -> str:

@@ -37,10 +37,19 @@ IMAGE = "localhost/awsc-node:bookworm"
 LOGIN_USER = "admin"
 LOOP_MAJOR = 7
 GIB = 1024**3
+# What it takes to create a volume again (kept beside its file), besides its tags.
+VOLUME_SETTINGS = ("Size", "AvailabilityZone", "Encrypted", "VolumeType")
 
 
 def podman(*args: str, check: bool = True) -> str:
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout
+
+
+def detach_loops(image: Path) -> None:
+    """Detaches every loop device backed by the volume file `image`."""
+    attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
+    for line in attached.splitlines():
+        subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
 
 
 @dataclass
@@ -149,15 +158,13 @@ class Agent:
 
     def forget(self, volume_id: str) -> None:
         path = self.volumes_dir / f"{volume_id}.img"
-        attached = subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True).stdout
-        for line in attached.splitlines():
-            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+        detach_loops(path)
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
 
     def describe(self, volume: dict) -> None:
         """Keeps what it takes to create the volume again beside its file."""
-        keep = {k: volume.get(k) for k in ("Size", "AvailabilityZone", "Encrypted", "VolumeType", "Tags")}
+        keep = {k: volume.get(k) for k in (*VOLUME_SETTINGS, "Tags")}
         path = self.volumes_dir / f"{volume['VolumeId']}.json"
         text = json.dumps(keep, sort_keys=True)
         if not path.exists() or path.read_text() != text:
@@ -172,7 +179,7 @@ class Agent:
             if described.stem in known or not image.exists():
                 continue
             keep = json.loads(described.read_text())
-            args = {k: keep[k] for k in ("Size", "AvailabilityZone", "Encrypted", "VolumeType") if keep.get(k)}
+            args = {k: keep[k] for k in VOLUME_SETTINGS if keep.get(k)}
             if keep.get("Tags"):
                 args["TagSpecifications"] = [{"ResourceType": "volume", "Tags": keep["Tags"]}]
             volume_id = self.ec2.create_volume(**args)["VolumeId"]

@@ -429,8 +429,7 @@ def up(
             raise AwscError(f"Not launched: {reason}; nothing was created. Pass --yes to launch without asking.")
 
     verb = "provision" if provision_only else "launch"
-    extravars = config.extravars({**settings, "name": name})
-    _run(verb, name, extravars, region, verbose, _resume_hints(name))
+    _run(verb, name, {**settings, "name": name}, region, verbose, _resume_hints(name))
     _save_settings(name, settings)
     members = cloud.nodes(region, name, ec2)
     master = next((m for m in members if m.role == "master"), None)
@@ -819,7 +818,7 @@ def _resize(name: str, region: str, members, workers: int, provision_only: bool,
     settings.update(cloud.settings_of(region, name, members))
     settings["workers"] = workers
     verb = "provision" if provision_only else "launch"
-    _run(verb, name, config.extravars({**settings, "name": name}), region, verbose, _resume_hints(name))
+    _run(verb, name, {**settings, "name": name}, region, verbose, _resume_hints(name))
     _save_settings(name, settings)
     after = cloud.nodes(region, name)
     typer.echo(

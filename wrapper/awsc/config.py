@@ -214,8 +214,3 @@ def init(path: Path | None = None, force: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(SAMPLE)
     return path
-
-
-def extravars(settings: dict[str, Any]) -> dict[str, Any]:
-    """The extra-vars of a playbook run: the settings under the playbooks' names."""
-    return dict(settings)

@@ -44,11 +44,13 @@ def _pid(daemon: str) -> int | None:
     return None if stat.rsplit(")", 1)[1].split()[0] == "Z" else pid
 
 
+def _emulator_address() -> str:
+    return "http://127.0.0.1:" + (state_dir() / "emulator.port").read_text().strip()
+
+
 def endpoint() -> str | None:
     """The emulator's address when the local cloud runs."""
-    if _pid("emulator") and _pid("agent"):
-        return "http://127.0.0.1:" + (state_dir() / "emulator.port").read_text().strip()
-    return None
+    return _emulator_address() if _pid("emulator") and _pid("agent") else None
 
 
 def _spawn(daemon: str, args: list[str], env: dict[str, str]) -> None:
@@ -70,20 +72,18 @@ def start() -> str:
     state_dir().mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     env.setdefault("CONTAINERS_CONF", str(paths.project_dir() / "images" / "containers.conf"))
-    if _pid("emulator") and (state_dir() / "emulator.port").exists():
-        # Only the agent stopped: the emulator holds every cluster's state, keep it.
-        address = "http://127.0.0.1:" + (state_dir() / "emulator.port").read_text().strip()
-        _spawn("agent", ["awsc.agent", "--endpoint", address, "--state-dir", str(state_dir())], env)
-        return address
-    stop_daemons()
-    port = free_port()
-    amis = Path(__file__).resolve().parent / "data" / "local-amis.json"
-    _spawn("emulator", ["awsc.emulator", "-H", "127.0.0.1", "-p", str(port)], dict(env, MOTO_AMIS_PATH=str(amis)))
-    (state_dir() / "emulator.port").write_text(str(port))
-    if not wait_until_listening(port, timeout=30):
+    # When only the agent stopped, the emulator is kept: it holds every cluster's state.
+    if not (_pid("emulator") and (state_dir() / "emulator.port").exists()):
         stop_daemons()
-        raise AwscError(f"The local EC2 emulator did not start: see {state_dir() / 'emulator.log'}.")
-    address = f"http://127.0.0.1:{port}"
+        port = free_port()
+        amis = Path(__file__).resolve().parent / "data" / "local-amis.json"
+        emulator = ["awsc.emulator", "-H", "127.0.0.1", "-p", str(port)]
+        _spawn("emulator", emulator, dict(env, MOTO_AMIS_PATH=str(amis)))
+        (state_dir() / "emulator.port").write_text(str(port))
+        if not wait_until_listening(port, timeout=30):
+            stop_daemons()
+            raise AwscError(f"The local EC2 emulator did not start: see {state_dir() / 'emulator.log'}.")
+    address = _emulator_address()
     _spawn("agent", ["awsc.agent", "--endpoint", address, "--state-dir", str(state_dir())], env)
     return address
 
@@ -104,7 +104,7 @@ def stop() -> int:
     when it stops). Volume files stay: the next start makes them volumes again, with new ids.
     Returns how many containers were removed."""
     stop_daemons()
-    from awsc.agent import LABEL
+    from awsc.agent import LABEL, detach_loops
 
     names = subprocess.run(
         ["podman", "ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}"],
@@ -115,9 +115,7 @@ def stop() -> int:
         subprocess.run(["podman", "rm", "--force", *names], capture_output=True)
     # No container uses the volumes' loop devices any more; the files stay.
     for image in (state_dir() / "volumes").glob("*.img"):
-        attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
-        for line in attached.splitlines():
-            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+        detach_loops(image)
     return len(names)
 
 
