@@ -21,9 +21,9 @@ def flat(text: str) -> str:
 @pytest.mark.parametrize(
     ("name", "extra", "message"),
     [
-        ("Bad_Name", {}, "Invalid cluster name 'Bad_Name': use 1-32 lowercase letters, digits and dashes"),
+        ("Bad_Name", {}, 'Invalid cluster name "Bad_Name": use 1-32 lowercase letters, digits and dashes'),
         ("x" * 33, {}, "Invalid cluster name"),
-        ("badregion", {"region": "mars"}, "Invalid region 'mars': pass an AWS region such as -e region=us-east-1"),
+        ("badregion", {"region": "mars"}, 'Invalid region "mars": pass an AWS region such as -e region=us-east-1'),
         ("badregion", {"region": "xx-fake-1"}, "Region 'xx-fake-1' could not be reached: check the name"),
         ("badami", {"ami": "ami-0000000000000dead"}, "AMI 'ami-0000000000000dead' does not exist in us-east-1"),
         ("badvol", {"volume_id": "vol-0000000000000dead"}, "Volume vol-0000000000000dead does not exist in us-east-1"),

@@ -65,6 +65,22 @@ def command(function):
     return wrapper
 
 
+def locked(verb: str):
+    """A command that changes cluster `name`: it holds the cluster's lock (awsc.lock) while it runs."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            from awsc import config, lock
+
+            with lock.cluster(config.validate_name(kwargs["name"]), verb):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 # ---- Shared options ---------------------------------------------------------------------------
 
 Name = Annotated[str, typer.Argument(help="Cluster name: 1-32 lowercase letters, digits, dashes.")]
@@ -136,7 +152,7 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
     """Runs a playbook; on failure prints the failed task, host, message, log and hints, and exits 1."""
     from awsc import runner
 
-    if os.environ.get("AWSC_LOCAL") == "1" and "module" not in kw:
+    if os.environ.get("AWSC_LOCAL") == "1":
         from awsc import local as local_cloud
 
         # Every playbook run on the local cloud (up, add-node, ...) gets what differs from AWS.
@@ -332,20 +348,24 @@ def local_status(as_json: Json = False) -> None:
 
 @app.command()
 @command
+@locked("up")
 def up(
     name: Name,
     template: Annotated[str | None, typer.Option("--template", "-t", help="Template of the config.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-n", min=0, help="Number of workers.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-n", help="Number of workers.")] = None,
     worker_type: Annotated[str | None, typer.Option("--worker-type", help="Workers' instance type.")] = None,
     master_type: Annotated[str | None, typer.Option("--master-type", help="Master's instance type.")] = None,
     ami: Annotated[str | None, typer.Option("--ami", help="AMI id (default: newest Debian 12).")] = None,
     spot_max_price: Annotated[
-        float | None, typer.Option("--spot-max-price", min=0, help="Spot workers at this max USD/hour.")
+        str | None, typer.Option("--spot-max-price", help="Spot workers at this max USD/hour.")
     ] = None,
-    volume_size: Annotated[int | None, typer.Option("--volume-size", min=1, help="GiB of a new /data volume.")] = None,
+    volume_size: Annotated[int | None, typer.Option("--volume-size", help="GiB of a new /data volume.")] = None,
     volume_id: Annotated[str | None, typer.Option("--volume-id", help="Reuse this volume as /data.")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="slurm | sge.")] = None,
     ssh_cidr: Annotated[str | None, typer.Option("--ssh-cidr", help="Who may SSH in (default: your IP/32).")] = None,
+    ssh_from_anywhere: Annotated[
+        bool | None, typer.Option("--ssh-from-anywhere", help="Accept a /0 --ssh-cidr: SSH open to the internet.")
+    ] = None,
     key_name: Annotated[str | None, typer.Option("--key-name", help="An EC2 key pair of yours.")] = None,
     region: Region = None,
     yes: Yes = False,
@@ -371,11 +391,12 @@ def up(
         "worker_instance_type": worker_type,
         "master_instance_type": master_type,
         "ami": ami,
-        "spot_max_price": None if spot_max_price is None else f"{spot_max_price:g}",
+        "spot_max_price": spot_max_price,
         "volume_size": volume_size,
         "volume_id": volume_id,
         "scheduler": scheduler,
         "ssh_cidr": ssh_cidr,
+        "ssh_from_anywhere": ssh_from_anywhere,
         "key_name": key_name,
         "region": region,
     }
@@ -383,6 +404,7 @@ def up(
     explicit = cfg.explicit(template, overrides)
     if "region" not in explicit:
         settings["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
+    config.check(settings)
     region = settings["region"]
     ec2 = cloud.client("ec2", region)
     for key in ("master_instance_type", "worker_instance_type"):
@@ -447,6 +469,7 @@ def up(
 
 @app.command()
 @command
+@locked("down")
 def down(
     name: Name,
     delete_volume: Annotated[bool, typer.Option("--delete-volume", help="Also delete the /data volume.")] = False,
@@ -527,6 +550,7 @@ def _volume_note(region: str, name: str) -> str:
 
 @app.command()
 @command
+@locked("stop")
 def stop(name: Name, region: Region = None, verbose: Verbose = False, local: Local = False) -> None:
     """Stop the instances; the volumes still bill."""
     _local(local)
@@ -541,6 +565,7 @@ def stop(name: Name, region: Region = None, verbose: Verbose = False, local: Loc
 
 @app.command()
 @command
+@locked("start")
 def start(name: Name, region: Region = None, verbose: Verbose = False, local: Local = False) -> None:
     """Start a stopped cluster (new public IPs)."""
     _local(local)
@@ -810,7 +835,9 @@ def get(
 # ---- add-node / remove-node ---------------------------------------------------------------------
 
 
-def _resize(name: str, region: str, members, workers: int, provision_only: bool, verbose: bool) -> None:
+def _resize(
+    name: str, region: str, members, workers: int, provision_only: bool, verbose: bool, remove: list[str] | None = None
+) -> None:
     from awsc import cloud, config
 
     settings = config.playbook_defaults()
@@ -818,7 +845,7 @@ def _resize(name: str, region: str, members, workers: int, provision_only: bool,
     settings.update(cloud.settings_of(region, name, members))
     settings["workers"] = workers
     verb = "provision" if provision_only else "launch"
-    _run(verb, name, {**settings, "name": name}, region, verbose, _resume_hints(name))
+    _run(verb, name, {**settings, "name": name, "remove_nodes": remove or []}, region, verbose, _resume_hints(name))
     _save_settings(name, settings)
     after = cloud.nodes(region, name)
     typer.echo(
@@ -829,6 +856,7 @@ def _resize(name: str, region: str, members, workers: int, provision_only: bool,
 
 @app.command("add-node")
 @command
+@locked("add-node")
 def add_node(
     name: Name,
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many workers to add.")] = 1,
@@ -859,6 +887,7 @@ def add_node(
 
 @app.command("remove-node")
 @command
+@locked("remove-node")
 def remove_node(
     name: Name,
     node: Annotated[str, typer.Argument(help="The worker to remove: node001, ... or its instance id.")],
@@ -869,9 +898,8 @@ def remove_node(
 ) -> None:
     """Remove a worker and configure the rest.
 
-    The highest-numbered worker goes by running launch.yml with one worker fewer (--provision-only:
-    provision.yml); another one is terminated first (amazon.aws.ec2_instance), its number stays free
-    until the cluster grows again.
+    Runs launch.yml with one worker fewer and that one in remove_nodes (--provision-only:
+    provision.yml); its number stays free until the cluster grows again.
     """
     _local(local)
     region = _region(region)
@@ -881,21 +909,9 @@ def remove_node(
         raise AwscError(f"Cluster {name} has no workers to remove.")
     if node not in {m.node for m in workers} | {m.instance_id for m in workers}:
         raise AwscError(f"Cluster {name} has no worker '{node}' (its workers: {', '.join(m.node for m in workers)}).")
-    if node not in (workers[-1].node, workers[-1].instance_id):
-        # Provisioning removes the highest-numbered workers: another one is terminated on its own
-        # first (amazon.aws.ec2_instance, ad hoc), after which the count already matches.
-        target = next(m for m in workers if node in (m.node, m.instance_id))
-        _run(
-            "remove-node",
-            name,
-            {"instance_ids": [target.instance_id], "state": "absent", "wait": "true", "region": region},
-            region,
-            verbose,
-            [f"`awsc remove-node {name} {target.node}` again retries."],
-            module="amazon.aws.ec2_instance",
-        )
-        members = [m for m in members if m.instance_id != target.instance_id]
-    _resize(name, region, members, len(workers) - 1, provision_only, verbose)
+    target = next(m for m in workers if node in (m.node, m.instance_id))
+    # provision.yml terminates remove_nodes first (fenced by the cluster's tag), then counts.
+    _resize(name, region, members, len(workers) - 1, provision_only, verbose, remove=[target.node])
 
 
 # ---- volumes ------------------------------------------------------------------------------------

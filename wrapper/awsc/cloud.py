@@ -12,13 +12,15 @@ from typing import Any
 from awsc.errors import AwscError
 
 ALIVE = ["pending", "running", "stopping", "stopped"]
+RETRY_ATTEMPTS = 12
 
 
 def client(service: str, region: str):
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
+    # Adaptive retries, as the playbooks' awsc_aws_config: a throttled call waits and tries again.
+    config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": RETRY_ATTEMPTS, "mode": "adaptive"})
     return boto3.session.Session().client(service, region_name=region, config=config)
 
 

@@ -20,6 +20,8 @@ settings have the names of the playbooks' extra-vars, so a template is exactly t
 ``ansible-playbook`` run.
 """
 
+import functools
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -28,30 +30,13 @@ from typing import Any
 from awsc import paths
 from awsc.errors import AwscError
 
-NAME_PATTERN = re.compile(r"^[a-z0-9-]{1,32}$")
-
-# Cluster settings a template may hold (the playbooks' public extra-vars, see vars/cluster.yml),
-# with the type each must have; `scheduler` (slurm | sge) is configure.yml's.
-CLUSTER_SETTINGS: dict[str, type | tuple[type, ...]] = {
-    "region": str,
-    "workers": int,
-    "master_instance_type": str,
-    "worker_instance_type": str,
-    "ami": str,
-    "key_name": str,
-    "public_key_file": str,
-    "ssh_cidr": str,
-    "volume_size": int,
-    "volume_id": str,
-    "spot_max_price": (str, int, float),
-    "root_volume_size": int,
-    "availability_zone": str,
-    "subnet_id": str,
-    "scheduler": str,
-}
+# Cluster settings a template may hold: the playbooks' public extra-vars (vars/spec.yml), each
+# with the Python types a TOML value of it may have.
+TOML_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool, "raw": (str, int, float)}
+# Playbook variables that are not template settings: per-run choices, not a cluster's shape.
+NOT_TEMPLATE_SETTINGS = {"name", "remove_nodes", "delete_volume", "ssh_cidr_lookup_url"}
 # awsc's own settings, only in [defaults].
 AWSC_SETTINGS: dict[str, type | tuple[type, ...]] = {"confirm_above": (int, float), "template": str}
-SCHEDULERS = ("slurm", "sge")
 DEFAULT_CONFIRM_ABOVE = 0.25
 
 SAMPLE = """\
@@ -101,10 +86,73 @@ spot_max_price = "0.10"
 """
 
 
+@functools.cache
+def spec() -> dict[str, Any]:
+    """The playbooks' contract (playbooks/vars/spec.yml): argument spec, ranges and patterns."""
+    import yaml
+
+    return yaml.safe_load(paths.playbook("vars/spec").read_text())
+
+
+def cluster_settings() -> dict[str, type | tuple[type, ...]]:
+    """The settings a template may hold, with their TOML types, from the playbooks' argument spec."""
+    return {
+        key: TOML_TYPES[option.get("type", "str")]
+        for key, option in spec()["awsc_argument_spec"].items()
+        if key not in NOT_TEMPLATE_SETTINGS
+    }
+
+
+def schedulers() -> list[str]:
+    return spec()["awsc_argument_spec"]["scheduler"]["choices"]
+
+
 def validate_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
-        raise AwscError(f"Invalid cluster name '{name}': use 1-32 lowercase letters, digits and dashes, e.g. myfirst.")
+    if not re.match(spec()["awsc_name_pattern"], name):
+        raise AwscError(
+            f"Invalid cluster name {json.dumps(name)}: use 1-32 lowercase letters, digits and dashes, "
+            "starting and ending with a letter or digit, e.g. myfirst."
+        )
     return name
+
+
+def cidr_check(value: str, anywhere_allowed: bool = False) -> dict[str, Any]:
+    """The collection's filter awsc.cluster.cidr_check, loaded from its file: one judge of SSH ranges."""
+    import importlib.util
+
+    path = paths.project_dir() / "collections/ansible_collections/awsc/cluster/plugins/filter/network.py"
+    loaded = importlib.util.spec_from_file_location("awsc_cluster_network_filter", path)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module.cidr_check(value, anywhere_allowed)
+
+
+def check(settings: dict[str, Any]) -> None:
+    """The checks of the playbooks' tasks/validate_launch.yml, before anything is asked of AWS."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    contract = spec()
+    given = {k: v for k, v in settings.items() if k in contract["awsc_argument_spec"]}
+    result = ArgumentSpecValidator(contract["awsc_argument_spec"]).validate(given)
+    if result.error_messages:
+        raise AwscError(f"Invalid settings: {'; '.join(result.error_messages)}.")
+    for key, limits in contract["awsc_ranges"].items():
+        value = str(settings.get(key, ""))
+        if not re.match(r"^-?[0-9]+\Z", value) or not limits["min"] <= int(value) <= limits["max"]:
+            raise AwscError(
+                f"Invalid {key} {json.dumps(value)}: pass a whole number from {limits['min']} to {limits['max']}, "
+                f"e.g. {key} = {limits['example']}."
+            )
+    price = str(settings.get("spot_max_price") or "")
+    if price and (not re.match(contract["awsc_price_pattern"], price) or float(price) <= 0):
+        raise AwscError(
+            f"Invalid spot_max_price {json.dumps(price)}: pass the most you pay per worker-hour in USD, "
+            "a positive number such as 0.05."
+        )
+    if settings.get("ssh_cidr"):
+        error = cidr_check(settings["ssh_cidr"], bool(settings.get("ssh_from_anywhere")))["error"]
+        if error:
+            raise AwscError(error)
 
 
 def playbook_defaults() -> dict[str, Any]:
@@ -112,9 +160,8 @@ def playbook_defaults() -> dict[str, Any]:
     import yaml
 
     data = yaml.safe_load(paths.playbook("vars/cluster").read_text())
-    defaults = {k: v for k, v in data.items() if k in CLUSTER_SETTINGS}
-    defaults.setdefault("scheduler", "slurm")
-    return defaults
+    known = cluster_settings()
+    return {k: v for k, v in data.items() if k in known}
 
 
 class Config:
@@ -140,21 +187,22 @@ class Config:
     def _check(self) -> None:
         if not isinstance(self.defaults, dict) or not isinstance(self.templates, dict):
             raise AwscError(f"{self.path}: [defaults] and [templates.NAME] must be tables.")
-        self._check_table("[defaults]", self.defaults, {**CLUSTER_SETTINGS, **AWSC_SETTINGS})
+        self._check_table("[defaults]", self.defaults, {**cluster_settings(), **AWSC_SETTINGS})
         for name, template in self.templates.items():
             if not isinstance(template, dict):
                 raise AwscError(f"{self.path}: templates.{name} must be a table ([templates.{name}]).")
-            self._check_table(f"[templates.{name}]", template, {**CLUSTER_SETTINGS, "extends": str})
+            self._check_table(f"[templates.{name}]", template, {**cluster_settings(), "extends": str})
 
     def _check_table(self, where: str, table: dict[str, Any], known: dict[str, Any]) -> None:
         for key, value in table.items():
             if key not in known:
                 raise AwscError(f"{self.path} {where}: unknown setting '{key}' (known: {', '.join(sorted(known))}).")
-            if not isinstance(value, known[key]) or isinstance(value, bool):
+            # TOML's true/false are Python bools, which are ints too: only bool settings take them.
+            if not isinstance(value, known[key]) or (isinstance(value, bool) and known[key] is not bool):
                 raise AwscError(f"{self.path} {where}: {key} = {value!r} has the wrong type.")
         scheduler = table.get("scheduler")
-        if scheduler is not None and scheduler not in SCHEDULERS:
-            raise AwscError(f"{self.path} {where}: scheduler '{scheduler}' is not one of {', '.join(SCHEDULERS)}.")
+        if scheduler is not None and scheduler not in schedulers():
+            raise AwscError(f"{self.path} {where}: scheduler '{scheduler}' is not one of {', '.join(schedulers())}.")
 
     @property
     def confirm_above(self) -> float:
@@ -185,7 +233,7 @@ class Config:
     def resolve(self, template: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """All cluster settings for a template: playbook defaults < [defaults] < chain < overrides."""
         settings = playbook_defaults()
-        settings.update({k: v for k, v in self.defaults.items() if k in CLUSTER_SETTINGS})
+        settings.update({k: v for k, v in self.defaults.items() if k in cluster_settings()})
         template = template or self.default_template
         if template:
             for name in self.chain(template):
@@ -193,13 +241,13 @@ class Config:
         settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
         if settings.get("spot_max_price") not in (None, ""):
             settings["spot_max_price"] = str(settings["spot_max_price"])
-        if settings["scheduler"] not in SCHEDULERS:
-            raise AwscError(f"Unknown scheduler '{settings['scheduler']}': use one of {', '.join(SCHEDULERS)}.")
+        if settings["scheduler"] not in schedulers():
+            raise AwscError(f"Unknown scheduler '{settings['scheduler']}': use one of {', '.join(schedulers())}.")
         return settings
 
     def explicit(self, template: str | None, overrides: dict[str, Any] | None = None) -> set[str]:
         """Names of the settings the user gave (config or command line), not playbook defaults."""
-        keys = {k for k in self.defaults if k in CLUSTER_SETTINGS}
+        keys = {k for k in self.defaults if k in cluster_settings()}
         template = template or self.default_template
         if template:
             for name in self.chain(template):

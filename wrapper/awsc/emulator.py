@@ -29,6 +29,32 @@ def _patch_moto() -> None:
 
     elastic_block_store.Volume.__init__ = init
 
+    # moto gives every AMI a 15 GiB root snapshot. EC2's official Debian (and Ubuntu, Amazon
+    # Linux) images have 8 GiB, and an image made from an instance has its root volume's size.
+    from moto.ec2.models import amis
+
+    original_ami_init = amis.Ami.__init__
+
+    def ami_init(self, *args, **kwargs):
+        original_ami_init(self, *args, **kwargs)
+        size = 8
+        instance = kwargs.get("instance")
+        if instance is not None:
+            root = instance.block_device_mapping.get(instance.root_device_name)
+            size = getattr(root, "size", None) or size
+        self.ebs_snapshot.volume.size = int(size)
+
+    amis.Ami.__init__ = ami_init
+    original_mappings = amis.Ami.block_device_mappings.fget
+
+    def block_device_mappings(self):
+        mappings = original_mappings(self)
+        for mapping in mappings:
+            mapping["Ebs"]["VolumeSize"] = self.ebs_snapshot.volume_size
+        return mappings
+
+    amis.Ami.block_device_mappings = property(block_device_mappings)
+
 
 @dataclass
 class Emulator:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from awsc import paths
+from awsc.cloud import RETRY_ATTEMPTS
 
 PASS_THROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK")
 PASS_PREFIXES = ("AWS_", "ANSIBLE_", "AWSC_", "XDG_", "LC_")
@@ -68,6 +69,9 @@ def job_environment(cluster: str | None, region: str | None) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)
     if bindir not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "/usr/bin:/bin")])
+    # The inventory's and amazon.aws's boto3 clients retry throttled calls as awsc's own do.
+    env.setdefault("AWS_RETRY_MODE", "adaptive")
+    env.setdefault("AWS_MAX_ATTEMPTS", str(RETRY_ATTEMPTS))
     if cluster:
         env["AWSC_CLUSTER"] = cluster
     if region:
@@ -119,6 +123,7 @@ class Progress:
         self._progress = None
         self._bar = None
         self.began = time.monotonic()
+        self.began_events = False
 
     def __enter__(self):
         if self.live:
@@ -194,13 +199,8 @@ def run(
     verbose: bool = False,
     console=None,
     state: str | None = None,
-    module: str | None = None,
 ) -> Result:
-    """Runs playbooks/<verb>.yml; the run's files go under the state dir of `state` (default: cluster).
-
-    With `module`, runs that one module on localhost instead (`ansible localhost -m MODULE -a ...`),
-    `extravars` being its arguments: for the one step no playbook has (removing a given worker).
-    """
+    """Runs playbooks/<verb>.yml; the run's files go under the state dir of `state` (default: cluster)."""
     import ansible_runner
     from rich.console import Console
 
@@ -220,33 +220,43 @@ def run(
 
     previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
     progress = Progress(verbose, console)
+    command_file = private / "artifacts" / "awsc" / "command"
+
+    def on_event(event: dict[str, Any]) -> bool:
+        # ansible-runner writes the job's environment, credentials included, to `command` just
+        # before the first event: clear them out at once, not only at the end (a crash or a second
+        # Ctrl-C would leave them there).
+        if not progress.began_events:
+            progress.began_events = True
+            _redact(command_file)
+        return progress(event)
+
     try:
         with progress, only_environment(job_environment(cluster, region)):
             runner = ansible_runner.run(
                 private_data_dir=str(private),
                 project_dir=str(project),
-                **(
-                    {"module": module, "module_args": _module_args(extravars), "host_pattern": "localhost"}
-                    if module
-                    else {"playbook": str(paths.playbook(verb)), "extravars": extravars}
-                ),
+                playbook=str(paths.playbook(verb)),
+                extravars=extravars,
                 inventory=str(project / "inventory" / "aws_ec2.yml"),
+                ident="awsc",
                 quiet=True,
-                event_handler=progress,
+                suppress_env_files=True,
+                event_handler=on_event,
                 cancel_callback=lambda: interrupted["count"] > 0,
                 settings={"suppress_ansible_output": True},
             )
     finally:
+        _redact(command_file)
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
     log = Path(runner.config.artifact_dir) / "stdout"
-    _redact(Path(runner.config.artifact_dir) / "command")
     status = runner.status
     if interrupted["count"]:
         status = "canceled"
     return Result(
-        playbook=module or f"playbooks/{verb}.yml",
+        playbook=f"playbooks/{verb}.yml",
         status=status,
         rc=runner.rc if runner.rc is not None else 1,
         log=log,
@@ -258,15 +268,6 @@ def run(
     )
 
 
-def _module_args(arguments: dict[str, Any]) -> str:
-    """key=value arguments of an ad-hoc module; lists as comma-separated values."""
-    import shlex
-
-    return " ".join(
-        f"{k}={shlex.quote(','.join(map(str, v)) if isinstance(v, list) else str(v))}" for k, v in arguments.items()
-    )
-
-
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "SESSION")
 
 
@@ -274,9 +275,10 @@ def _redact(path: Path) -> None:
     """ansible-runner records the job's environment next to the log: keep credentials out of it."""
     import json
 
-    if not path.exists():
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return
-    data = json.loads(path.read_text())
     env = data.get("env") or {}
     for key in env:
         if any(word in key.upper() for word in SECRET_WORDS):
