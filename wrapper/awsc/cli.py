@@ -404,7 +404,7 @@ def up(
     explicit = cfg.explicit(template, overrides)
     if "region" not in explicit:
         settings["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
-    config.check(settings)
+    config.check({**settings, "name": name})
     region = settings["region"]
     ec2 = cloud.client("ec2", region)
     for key in ("master_instance_type", "worker_instance_type"):
