@@ -14,7 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CALLER_CIDR, VENV_BIN, by_node, provision, run_playbook, terminate
+from conftest import (
+    CALLER_CIDR,
+    VENV_BIN,
+    by_node,
+    instances,
+    isolated_env,
+    provision,
+    run_playbook,
+    tagged_resources,
+    terminate,
+)
 from test_cli import awsc, cli_env, refused
 
 ARM64_AMI = "ami-0d12cccccccccccc3"
@@ -311,3 +321,38 @@ def test_no_secret_in_the_state_dir_after_a_run_ctrl_c_or_crash(emulator, ec2, t
         capture_output=True,
         timeout=300,
     )
+
+
+# ---- faults: throttling and lost responses ------------------------------------------------------
+
+# 3 runs in the suite (each takes 2-3 minutes under the faults); AWSC_FAULT_RUNS=10 for the
+# issue's full count, whose figures are in the note.
+ALL_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+FAULT_RUNS = int(os.environ.get("AWSC_FAULT_RUNS", "3"))
+
+
+def test_provision_and_terminate_converge_under_throttling_and_lost_responses(emulator, ec2, tmp_path, bystanders):
+    """20 % of calls throttled, 5 % served with the response lost: every run converges, no duplicate."""
+    from faults import FaultyProxy
+
+    with FaultyProxy(emulator.endpoint, throttle=0.2, drop=0.05) as proxy:
+        env = isolated_env(tmp_path / "home", proxy.endpoint)
+        converged, duplicates = 0, []
+        for run in range(FAULT_RUNS):
+            name = f"fault{run}"
+            provision(env, name, workers=2)
+            ever = instances(ec2, name, states=ALL_STATES)
+            volumes = ec2.describe_volumes(
+                Filters=[{"Name": "tag:awsc:cluster", "Values": [name]}, {"Name": "tag:awsc:role", "Values": ["data"]}]
+            )["Volumes"]
+            duplicates += [i["InstanceId"] for i in ever][3:] + [v["VolumeId"] for v in volumes][1:]
+            assert sorted(by_node(ec2, name)) == ["master", "node001", "node002"]
+            terminate(env, name)
+            left = tagged_resources(ec2, name)
+            assert left == [volumes[0]["VolumeId"]], left
+            ec2.delete_volume(VolumeId=volumes[0]["VolumeId"])
+            converged += 1
+    print(f"fault runs converged {converged}/{FAULT_RUNS}, duplicates {duplicates}, {proxy.counts}")
+    assert duplicates == []
+    assert proxy.counts.throttled > 0 and proxy.counts.dropped > 0
+    assert_bystanders_alive(ec2, bystanders)
