@@ -76,6 +76,25 @@ def assert_bystanders_alive(ec2, bystanders):
     assert sorted(by_node(ec2, "other")) == ["master", "node001"]
 
 
+def start_awsc(env, *args, **kw) -> subprocess.Popen:
+    """The installed `awsc`, started as a user would, with no answer on stdin."""
+    return subprocess.Popen(
+        [str(VENV_BIN / "awsc"), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def run_awsc(env, *args, timeout=300) -> subprocess.CompletedProcess:
+    proc = start_awsc(env, *args)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def flat(text: str) -> str:
     return " ".join(text.split())
 
@@ -218,7 +237,7 @@ def test_terminating_a_cluster_that_does_not_exist_deletes_nothing(ec2, senv, by
 def test_the_volume_playbook_deletes_only_awsc_volumes(ec2, senv, bystanders):
     run = run_playbook("playbooks/volume.yml", senv, check=False, state="absent", volume_id=bystanders["volume"])
     assert run.rc != 0
-    assert f"Volume {bystanders['volume']} is not an awsc volume in us-east-1" in flat(run.out)
+    assert f"Volume {bystanders['volume']} is not an awsc volume in us-east-1" in flat(run.out), run.out[-3000:]
     assert_bystanders_alive(ec2, bystanders)
 
 
@@ -227,28 +246,13 @@ def test_the_volume_playbook_deletes_only_awsc_volumes(ec2, senv, bystanders):
 
 def test_a_second_command_waits_then_names_the_one_that_holds_the_cluster(ec2, senv, bystanders, tmp_path):
     env = dict(senv, AWSC_LOCK_WAIT="1")
-    first = subprocess.Popen(
-        [str(VENV_BIN / "awsc"), "up", "conc", "--yes", "--provision-only", "-n", "1", "--ssh-cidr", CALLER_CIDR],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    up = ("up", "conc", "--yes", "--provision-only", "-n", "1", "--ssh-cidr", CALLER_CIDR)
+    first = start_awsc(env, *up, cwd=tmp_path)
     lock = Path(senv["XDG_STATE_HOME"]) / "awsc" / "conc" / "lock"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
         time.sleep(0.1)
-    second = subprocess.run(
-        [str(VENV_BIN / "awsc"), "up", "conc", "--yes", "--provision-only", "-n", "1", "--ssh-cidr", CALLER_CIDR],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    second = run_awsc(env, *up, timeout=120)
     assert second.returncode == 1
     assert f"Cluster conc is being changed by `awsc up conc` (pid {first.pid}, since " in second.stderr
     assert "wait until it ends, then run this again." in second.stderr
@@ -256,14 +260,7 @@ def test_a_second_command_waits_then_names_the_one_that_holds_the_cluster(ec2, s
     assert first.returncode == 0, err
     assert sorted(by_node(ec2, "conc")) == ["master", "node001"]
     # Once the first has ended, the lock is free again.
-    down = subprocess.run(
-        [str(VENV_BIN / "awsc"), "down", "conc", "--yes", "--delete-volume"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    down = run_awsc(env, "down", "conc", "--yes", "--delete-volume")
     assert down.returncode == 0, down.stderr
     assert_bystanders_alive(ec2, bystanders)
 
@@ -285,16 +282,8 @@ def test_no_secret_in_the_state_dir_after_a_run_ctrl_c_or_crash(emulator, ec2, t
     env = cli_env(tmp_path / "home", emulator.endpoint)
     env["AWS_SECRET_ACCESS_KEY"] = SECRET
     name = f"secret{interrupts}"
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "awsc"), "up", name, "--yes", "--provision-only", "-n", "0", "--ssh-cidr", CALLER_CIDR],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    up = ("up", name, "--yes", "--provision-only", "-n", "0", "--ssh-cidr", CALLER_CIDR)
+    proc = start_awsc(env, *up, cwd=tmp_path, start_new_session=True)
     key = Path(env["XDG_CONFIG_HOME"]) / "awsc" / "keys" / f"{name}.pem"
     if interrupts:
         # Once the private key exists, the run is under way.
@@ -314,13 +303,7 @@ def test_no_secret_in_the_state_dir_after_a_run_ctrl_c_or_crash(emulator, ec2, t
     leaks = files_holding(Path(env["XDG_STATE_HOME"]), [SECRET, *with_key])
     assert leaks == []
     assert list(Path(env["XDG_STATE_HOME"]).rglob("command")), "the run's artifacts were written"
-    subprocess.run(
-        [str(VENV_BIN / "awsc"), "down", name, "--yes", "--delete-volume"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=300,
-    )
+    run_awsc(env, "down", name, "--yes", "--delete-volume")
 
 
 # ---- faults: throttling and lost responses ------------------------------------------------------
