@@ -213,17 +213,26 @@ def test_spot_workers_run_at_the_max_price(ec2, env):
     nodes = by_node(ec2, "spotty")
     assert sorted(nodes) == ["master", "node001", "node002"]
     assert nodes["master"].get("InstanceLifecycle") is None
-    requests = ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
-    by_instance = {r.get("InstanceId"): r for r in requests}
+    # The spot market and its maximum come from the cluster's launch template; IMDSv2, tags and
+    # the encrypted root come with the launch itself, not after it.
+    template = ec2.describe_launch_templates(LaunchTemplateNames=["awsc-spotty-spot"])["LaunchTemplates"][0]
+    assert tags(template)["awsc:cluster"] == "spotty"
+    data = ec2.describe_launch_template_versions(LaunchTemplateId=template["LaunchTemplateId"])[
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]
+    assert data["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert float(data["InstanceMarketOptions"]["SpotOptions"]["MaxPrice"]) == pytest.approx(0.0125)
     for node in ("node001", "node002"):
         worker = nodes[node]
         assert worker["InstanceLifecycle"] == "spot"
-        assert float(by_instance[worker["InstanceId"]]["SpotPrice"]) == pytest.approx(0.0125)
         assert worker["MetadataOptions"]["HttpTokens"] == "required"
         assert tags(worker)["awsc:role"] == "worker"
-    assert provision(env, "spotty", workers=2, spot_max_price="0.0125").changed == 0
+    run = provision(env, "spotty", workers=2, spot_max_price="0.0125")
+    assert run.changed == 0
+    assert "ModifyInstanceMetadataOptions" not in run.out and "require IMDSv2" not in run.out
     terminate(env, "spotty", delete_volume=True)
     assert tagged_resources(ec2, "spotty") == []
+    assert ec2.describe_launch_templates()["LaunchTemplates"] == []
 
 
 def test_own_public_key_is_imported_and_existing_key_pair_used(ec2, env, tmp_path):

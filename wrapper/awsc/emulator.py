@@ -55,6 +55,21 @@ def _patch_moto() -> None:
 
     amis.Ami.block_device_mappings = property(block_device_mappings)
 
+    # EC2 launches a spot instance when the launch template asks for the spot market; moto reads
+    # the market only from RunInstances' own parameters.
+    from moto.ec2.models import instances
+
+    original_run = instances.InstanceBackend.run_instances
+
+    def run_instances(self, image_id, count, user_data, security_group_names, **kwargs):
+        if kwargs.get("launch_template") and not kwargs.get("instance_market_options"):
+            data = self._get_template_from_args(kwargs["launch_template"]).data
+            if data.get("InstanceMarketOptions"):
+                kwargs["instance_market_options"] = data["InstanceMarketOptions"].get("MarketType", "spot")
+        return original_run(self, image_id, count, user_data, security_group_names, **kwargs)
+
+    instances.InstanceBackend.run_instances = run_instances
+
 
 @dataclass
 class Emulator:
