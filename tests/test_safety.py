@@ -131,6 +131,8 @@ HOSTILE = [
     ("neg", {"master_instance_type": "t3.bogus"}, "Instance type 't3.bogus' does not exist in us-east-1"),
     ("neg", {"worker_instance_type": "x9.huge"}, "Instance type 'x9.huge' does not exist in us-east-1"),
     ("neg", {"ami": ARM64_AMI}, f"AMI {ARM64_AMI} is for arm64, but t3.micro is not"),
+    # The emulator's offerings are EC2's: us-east-1a has no mac1.metal hosts.
+    ("neg", {"worker_instance_type": "mac1.metal"}, "Instance type 'mac1.metal' is not offered in zone us-east-1a"),
 ]
 
 
