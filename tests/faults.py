@@ -28,9 +28,11 @@ class Counts:
 
 
 class FaultyProxy:
-    def __init__(self, upstream: str, throttle: float = 0.2, drop: float = 0.05, seed: int = 1):
+    def __init__(self, upstream: str, throttle: float = 0.2, drop: float = 0.05, seed: int = 1, drop_first: tuple = ()):
+        """drop_first: actions (e.g. RunInstances) whose first answer is lost, whatever the draw."""
         self.upstream = urlsplit(upstream)
         self.throttle, self.drop = throttle, drop
+        self.drop_first = set(drop_first)
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.counts = Counts()
@@ -55,10 +57,13 @@ class FaultyProxy:
                     self.wfile.write(THROTTLED)
                     return
                 status, headers, answer = proxy.forward(self.command, self.path, self.headers, body)
-                if draw < proxy.throttle + proxy.drop:
+                action = dict(part.split("=", 1) for part in body.decode().split("&") if "=" in part).get("Action")
+                with proxy.lock:
+                    first = action in proxy.drop_first
+                    proxy.drop_first.discard(action)
+                if first or draw < proxy.throttle + proxy.drop:
                     proxy.counts.dropped += 1
-                    action = dict(part.split("=", 1) for part in body.decode().split("&") if "=" in part)
-                    proxy.counts.dropped_actions.append(action.get("Action", "?"))
+                    proxy.counts.dropped_actions.append(action or "?")
                     self.close_connection = True
                     self.connection.close()
                     return
