@@ -27,6 +27,7 @@ from conftest import (
     tags,
     terminate,
 )
+from test_bad_input import flat
 from test_cli import awsc, cli_env, refused
 
 ARM64_AMI = "ami-0d12cccccccccccc3"
@@ -95,10 +96,6 @@ def run_awsc(env, *args, timeout=300) -> subprocess.CompletedProcess:
     proc = start_awsc(env, *args)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 HOSTILE = [
