@@ -8,6 +8,8 @@ The tests below are one story on one cluster, in file order: each starts where t
 import hashlib
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,8 +44,10 @@ def wait_until(check, timeout=60):
     raise AssertionError(f"timed out waiting for {check.__doc__ or check}")
 
 
-def run_awsc(env, *args, check=True, timeout=1200) -> subprocess.CompletedProcess:
-    proc = subprocess.run([AWSC, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+def run_awsc(env, *args, check=True, timeout=1200, input=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [AWSC, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, input=input
+    )
     if check and proc.returncode != 0:
         pytest.fail(
             f"awsc {' '.join(args)} failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
@@ -71,8 +75,19 @@ def env(tmp_path_factory):
 
 
 def on_master(env, command: str) -> str:
-    """A command as the cluster user on the master, through `awsc ssh`."""
-    return awsc(env, "ssh", "e2e", "--local", "--", f"sudo -iu awsc sh -c '{command}'", timeout=300)
+    """A command as the cluster user on the master, through `awsc ssh` (no --local: the cluster
+    is remembered where `up` put it)."""
+    return awsc(env, "ssh", "e2e", "--", f"sudo -iu awsc sh -c '{command}'", timeout=300)
+
+
+def hints(output: str) -> list[str]:
+    """The commands awsc told the user to type (between backticks)."""
+    return re.findall(r"`(awsc [^`]+)`", output)
+
+
+def typed(env, hint: str, input=None) -> subprocess.CompletedProcess:
+    """A hint run exactly as printed."""
+    return run_awsc(env, *shlex.split(hint)[1:], input=input)
 
 
 def volumes_dir(env) -> Path:
@@ -143,8 +158,16 @@ def test_a_worker_killed_mid_configure_converges_on_the_next_up(env, tmp_path):
         if first.poll() is None:
             first.kill()
 
-    awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
-    status = json.loads(awsc(env, "status", "e2e", "--local", "--json"))
+    up = awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
+    # Typed as printed, without --local: the hints reach the local cloud, where the cluster is.
+    assert hints(up) == ["awsc ssh e2e", "awsc down e2e"], up
+    # Free, with what it stands for on AWS beside it.
+    assert "On the local cloud: free, nothing is billed (on AWS in us-east-1: $0.0" in up, up
+    [row] = json.loads(awsc(env, "ls", "--local", "--json"))
+    assert row["local"] is True and row["cost_per_hour"] == 0 and row["aws_cost_per_hour"] > 0
+    assert "free (AWS $0.0" in awsc(env, "status", "e2e", "--no-scheduler")
+    assert typed(env, "awsc ssh e2e", input="hostname\n").stdout.split()[-1] == "master"
+    status = json.loads(awsc(env, "status", "e2e", "--json"))
     assert sorted(node["node"] for node in status["nodes"]) == ["master", "node001", "node002"]
     assert len(our_containers()) == 3
 
@@ -160,11 +183,22 @@ def test_data_is_shared_the_agent_restarts_and_a_second_up_changes_nothing(env):
     on_master(env, "echo kept > /data/result.txt")
     assert awsc(env, "ssh", "e2e", "node002", "--local", "--", "cat /data/result.txt").strip() == "kept"
 
-    # The agent keeps no state of its own: killed and started again, it finds every node as it was.
+    # The agent keeps no state of its own: killed and started again, it finds every node as it was,
+    # and reconciles again: the data volume's device, gone from the master while no agent ran,
+    # is made again (the mounted file system does not notice).
     agent_pid = Path(env["XDG_STATE_HOME"]) / "awsc/local/agent.pid"
-    os.kill(int(agent_pid.read_text()), signal.SIGKILL)
+    old_agent = int(agent_pid.read_text())
+    os.kill(old_agent, signal.SIGKILL)
+    master = f"awsc-{instance_id(env, 'master')}"
+    subprocess.run(["podman", "exec", master, "rm", "/dev/xvdf"], check=True)
     awsc(env, "local", "start")
-    time.sleep(3)
+    assert int(agent_pid.read_text()) != old_agent
+
+    def device_back():
+        """the master's /dev/xvdf made again"""
+        return subprocess.run(["podman", "exec", master, "test", "-b", "/dev/xvdf"]).returncode == 0
+
+    wait_until(device_back, timeout=60)
     assert len(our_containers()) == 3
     status = json.loads(awsc(env, "status", "e2e", "--local", "--json"))
     assert sorted(node["node"] for node in status["nodes"]) == ["master", "node001", "node002"]
@@ -189,15 +223,54 @@ def test_add_node_then_remove_node(env):
     assert "node003" not in on_master(env, 'sinfo --noheader -N -o "%N"')
 
 
+def test_a_node_showing_another_host_key_is_refused_until_trusted(env):
+    # The master shows a host key other than the one awsc gave the cluster at launch, as a machine
+    # in the way would (or a node rebuilt by hand).
+    master = f"awsc-{instance_id(env, 'master')}"
+    swap = "rm /etc/ssh/ssh_host_* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
+    # Sessions opened before (Ansible's ControlPersist ones) end too: each new one meets the new key.
+    sessions = "pkill -f 'sshd: [a-z]+ \\[priv\\]' || true"
+    subprocess.run(["podman", "exec", master, "sh", "-c", f"{swap} && systemctl restart ssh && {sessions}"], check=True)
+    hint = "`awsc trust-node e2e master` accepts the key it shows now"
+
+    refused = run_awsc(env, "ssh", "e2e", "--local", "--", "true", check=False)
+    assert refused.returncode == 1 and hint in refused.stderr, refused.stderr
+    # The playbooks refuse it too (strict checking in the inventory), and awsc says what to do.
+    up = run_awsc(env, "up", "e2e", "--local", "-n", "2", "--yes", check=False)
+    assert up.returncode == 1 and "Host key verification failed" in up.stderr and hint in up.stderr, up.stderr
+
+    # The hint, typed as printed, accepts the new key; then logins and configure work again, and
+    # configure gives the other nodes the master's new key (sshfs between nodes checks it too).
+    command = hint.split("`")[1].split()
+    awsc(env, *command[1:])
+    assert awsc(env, "ssh", "e2e", "--local", "--", "echo in").strip() == "in"
+    awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
+    assert awsc(env, "ssh", "e2e", "node001", "--local", "--", "sudo -u awsc ssh master echo in").strip() == "in"
+
+
+def test_ssh_config_lets_plain_ssh_reach_every_node(env, tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text(awsc(env, "ssh-config", "e2e"))
+    for node in ("master", "node001", "node002"):
+        plain = subprocess.run(
+            ["ssh", "-F", str(config), "-o", "BatchMode=yes", f"e2e-{node}", "hostname"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert plain.returncode == 0 and plain.stdout.strip() == node, plain.stderr
+
+
 def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(env):
     # Written just before down, with no sync: terminate stops the master cleanly (flushing and
     # unmounting /data) before it detaches the volume. Here the loop device's writes land in this
     # machine's page cache whatever the order, so the check below cannot tell a clean stop from a
     # forced detach; on EC2 the order is what keeps the data.
     written = on_master(env, "head -c 1048576 /dev/urandom | tee /data/last.bin | sha256sum").split()[0]
-    volume = json.loads(awsc(env, "down", "e2e", "--local", "--yes", "--json"))
-    kept = [item["id"] for item in volume["leftovers"] if item["type"] == "volume"]
-    assert len(kept) == 1
+    down = awsc(env, "down", "e2e", "--yes")
+    reuse = [hint for hint in hints(down) if hint.startswith("awsc up")]
+    assert len(reuse) == 1, down
+    kept = [reuse[0].split()[-1]]
     wait_until(lambda: not our_containers())
     image = volumes_dir(env) / f"{kept[0]}.img"
     assert image.exists()
@@ -205,7 +278,8 @@ def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(env):
     subprocess.run(["debugfs", "-R", f"dump /last.bin {image}.last", str(image)], capture_output=True, check=True)
     assert hashlib.sha256(Path(f"{image}.last").read_bytes()).hexdigest() == written
     Path(f"{image}.last").unlink()
-    awsc(env, "up", "e2e", "--local", "-n", "1", "--volume-id", kept[0], "--yes")
+    # The hint, typed as printed (a free local cluster asks nothing), brings the data back.
+    typed(env, reuse[0])
     assert on_master(env, "cat /data/result.txt").strip() == "kept"
     assert on_master(env, "sha256sum /data/last.bin").split()[0] == written
 
@@ -213,12 +287,12 @@ def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(env):
 def test_a_kept_volume_survives_a_restart_of_the_local_cloud(env):
     # The emulator keeps its state in memory; the agent makes the kept volume's file a volume
     # again, which `up` adopts by the cluster's name as it would on EC2.
-    awsc(env, "down", "e2e", "--local", "--yes")
+    typed(env, "awsc down e2e", input="y\n")
     awsc(env, "local", "stop")
     assert not our_containers()
     awsc(env, "local", "start")
     wait_until(lambda: "vol-" in awsc(env, "volume", "ls", "--local"))
-    awsc(env, "up", "e2e", "--local", "-n", "1", "--yes")
+    awsc(env, "up", "e2e", "-n", "1", "--yes")
     assert on_master(env, "cat /data/result.txt").strip() == "kept"
 
 

@@ -1,9 +1,11 @@
 """provision.yml and terminate.yml against the EC2 emulator: what a cluster is made of,
 that re-runs change nothing, growing and shrinking, the inventory, and tear-down."""
 
+import base64
 import os
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,8 +32,10 @@ def module_env(emulator, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def alpha(module_env):
-    """Cluster 'alpha': a t3.small master and two t3.micro workers, provisioned once."""
-    return provision(module_env, "alpha", workers=2, master_instance_type="t3.small")
+    """Cluster 'alpha': a t3.small master and two t3.micro workers, provisioned once; gone
+    afterwards even when a test fails (terminate changes nothing once the tests took it down)."""
+    yield provision(module_env, "alpha", workers=2, master_instance_type="t3.small")
+    terminate(module_env, "alpha", delete_volume=True)
 
 
 def inventory(env, cluster=None) -> tuple[dict[str, set[str]], dict[str, dict]]:
@@ -105,6 +109,23 @@ def test_provision_creates_master_workers_key_group_and_volume(alpha, ec2, modul
     assert body not in alpha.out
     assert ec2.describe_key_pairs(KeyNames=["awsc-alpha"])["KeyPairs"]
 
+    # Every node gets the cluster's host key from its user data (cloud-init's ssh_keys), and the
+    # cluster's known_hosts holds its public half for every node's alias: the first connection is
+    # already checked. The private half is 0600 here and in no output.
+    keys_dir = Path(module_env["XDG_CONFIG_HOME"]) / "awsc/keys"
+    host_key = keys_dir / "alpha-host"
+    assert stat.S_IMODE(os.stat(host_key).st_mode) == 0o600
+    host_public = " ".join(keys_dir.joinpath("alpha-host.pub").read_text().split()[:2])
+    for inst in nodes.values():
+        encoded = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")
+        user_data = base64.b64decode(encoded["UserData"]["Value"]).decode()
+        assert user_data.startswith("#cloud-config\n")
+        keys = yaml.safe_load(user_data)["ssh_keys"]
+        assert keys["ed25519_private"].strip() == host_key.read_text().strip()
+        assert keys["ed25519_public"].split()[:2] == host_public.split()
+    assert (keys_dir / "alpha.known_hosts").read_text() == f"awsc-alpha-* {host_public}\n"
+    assert host_key.read_text().splitlines()[1] not in alpha.out
+
     # The data volume: encrypted, tagged, attached to the master, which names it in a tag.
     master = nodes["master"]
     volume_id = tags(master)["awsc:data-volume"]
@@ -157,6 +178,11 @@ def test_inventory_groups_one_cluster_and_nothing_from_another(alpha, ec2, modul
     assert hostvars["alpha-master"]["awsc_node_name"] == "master"
     assert hostvars["alpha-master"]["awsc_data_volume_id"] == tags(master)["awsc:data-volume"]
     assert hostvars["alpha-node002"]["awsc_node_name"] == "node002"
+    # Host keys are checked strictly, against the cluster's known_hosts, under each node's alias.
+    known = module_env["XDG_CONFIG_HOME"] + "/awsc/keys/alpha.known_hosts"
+    assert hostvars["alpha-node002"]["ansible_ssh_common_args"].split() == [
+        "-o", "StrictHostKeyChecking=yes", "-o", "HostKeyAlias=awsc-alpha-node002", "-o", f"UserKnownHostsFile={known}"
+    ]  # fmt: skip
 
     _, private = inventory(module_env, cluster="alpha")
     assert private["alpha-master"]["ansible_host"] == master["PrivateIpAddress"]
@@ -230,6 +256,10 @@ def test_spot_workers_run_at_the_max_price(ec2, env):
     run = provision(env, "spotty", workers=2, spot_max_price="0.0125")
     assert run.changed == 0
     assert "ModifyInstanceMetadataOptions" not in run.out and "require IMDSv2" not in run.out
+    # Growing describes the same market again: the template keeps its one version.
+    provision(env, "spotty", workers=3, spot_max_price="0.0125")
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=template["LaunchTemplateId"])
+    assert len(versions["LaunchTemplateVersions"]) == 1
     terminate(env, "spotty", delete_volume=True)
     assert tagged_resources(ec2, "spotty") == []
     assert ec2.describe_launch_templates()["LaunchTemplates"] == []

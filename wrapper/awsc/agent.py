@@ -3,7 +3,8 @@
 It polls the emulator and reconciles podman with it, as EC2's hypervisor and cloud-init would:
 - a pending or running instance is a systemd container from the node image, on a podman network
   whose addresses are the VPC's, at the instance's private address;
-- its key pair's public key is installed for the image's login user (what cloud-init does);
+- its key pair's public key is installed for the image's login user, and the host keys its
+  cloud-config user data gives (`ssh_keys`) are the node's before sshd starts (what cloud-init does);
 - stopping, starting and terminating the instance stop, start and remove the container;
 - a volume is a sparse file under the state folder, behind a loop device; attached, it appears in
   the instance's container at its attachment device (/dev/xvdf); deleted, file and loop go.
@@ -19,10 +20,13 @@ cluster's name.
 """
 
 import argparse
+import base64
+import io
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +89,9 @@ class Agent:
     def create(self, instance: dict) -> None:
         iid = instance["InstanceId"]
         ip = instance["PrivateIpAddress"]
+        name = f"awsc-{iid}"
         podman(
-            "run", "--detach", "--name", f"awsc-{iid}", "--label", f"{LABEL}={iid}",
+            "create", "--name", name, "--label", f"{LABEL}={iid}",
             "--hostname", "ip-" + ip.replace(".", "-"),
             "--network", self.network, "--ip", ip,
             # /etc/hosts and the host name belong to the node, as on EC2.
@@ -97,9 +102,43 @@ class Agent:
             "--privileged",
             self.image, "/sbin/init",
         )  # fmt: skip
-        name = f"awsc-{iid}"
+        self.install_host_keys(name, self.host_keys(iid))
+        podman("start", name)
         self.own_hostname(name)
         self.install_key(name, instance.get("KeyName"))
+
+    def host_keys(self, instance_id: str) -> dict[str, str]:
+        """The host keys of the instance's cloud-config (`ssh_keys`), by file name under /etc/ssh."""
+        import yaml
+
+        attribute = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        encoded = attribute.get("UserData", {}).get("Value")
+        text = base64.b64decode(encoded).decode() if encoded else ""
+        if not text.startswith("#cloud-config"):
+            return {}
+        keys = (yaml.safe_load(text) or {}).get("ssh_keys") or {}
+        files = {}
+        for entry, value in keys.items():
+            kind, _, half = entry.rpartition("_")  # ed25519_private, ed25519_public
+            if half in ("private", "public"):
+                files[f"ssh_host_{kind}_key" + (".pub" if half == "public" else "")] = value.strip() + "\n"
+        return files
+
+    @staticmethod
+    def install_host_keys(container: str, files: dict[str, str]) -> None:
+        """Puts the host keys into the container before it boots: the image makes none then."""
+        if not files:
+            return
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for name, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644 if name.endswith(".pub") else 0o600
+                tar.addfile(info, io.BytesIO(data))
+        subprocess.run(
+            ["podman", "cp", "-", f"{container}:/etc/ssh"], input=archive.getvalue(), check=True, capture_output=True
+        )
 
     def start(self, container: str) -> None:
         """Boots a stopped container again (a started or rebooted instance)."""

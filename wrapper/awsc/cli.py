@@ -177,6 +177,10 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
         if failure:
             err.print(f"[red]✗ {result.playbook} failed[/red] at task “{failure.task}” on {failure.host}:")
             err.print(f"  {failure.message}", markup=False)
+            from awsc import ssh as ssh_
+
+            for refused in [f.host for f in result.failures if ssh_.refused(f.message)]:
+                err.print(ssh_.refused_hint(name, refused.removeprefix(f"{name}-")), markup=False)
             if len(result.failures) > 1:
                 err.print(f"  ({len(result.failures) - 1} more failure(s) after it: see the log)", markup=False)
         else:
@@ -188,12 +192,20 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
     return result
 
 
-def _local(local: bool, autostart: bool = False) -> None:
-    """--local: point this process and its runs at the local cloud."""
-    if local:
+def _where(name: str | None, local: bool, region: str | None, autostart: bool = False):
+    """Where the command goes, as an awsc.cluster.Place: --local, --region, else where `up` put
+    cluster `name`, else the config's region. The local cloud is switched on when it is there."""
+    from awsc import cluster as cluster_
+
+    if local and region:
+        raise AwscError("--local runs on the local cloud, which has one region: drop --region.")
+    recorded = cluster_.place(name) if name and not local and not region else None
+    if local or (recorded and recorded.local):
         from awsc import local as local_cloud
 
         local_cloud.use(autostart=autostart)
+        return cluster_.Place(region=local_cloud.REGION, local=True)
+    return recorded or cluster_.Place(region=_region(region), local=False)
 
 
 def _resume_hints(name: str) -> list[str]:
@@ -277,6 +289,9 @@ def _compare(name: str, region: str, members, settings: dict[str, Any], explicit
         differences.append(f"ami {master.image_id} (asked: {settings['ami']})")
     if master and "key_name" in explicit and settings["key_name"] and master.key_name != settings["key_name"]:
         differences.append(f"key_name {master.key_name} (asked: {settings['key_name']})")
+    launched_with = master.tags.get("awsc:scheduler") if master else None
+    if launched_with and launched_with != settings["scheduler"]:
+        differences.append(f"scheduler {launched_with} (asked: {settings['scheduler']})")
     if differences:
         raise AwscError(
             f"Cluster {name} exists in {region} with {'; '.join(differences)}: use its settings to resume, "
@@ -287,21 +302,6 @@ def _compare(name: str, region: str, members, settings: dict[str, Any], explicit
             f"Cluster {name} has {len(workers)} workers, the template {settings['workers']}: pass -n {len(workers)} "
             f"to keep them, or -n {settings['workers']} (or `awsc remove-node`) to shrink it."
         )
-
-
-def _save_settings(name: str, settings: dict[str, Any]) -> None:
-    from awsc import paths
-
-    path = paths.state_dir() / name / "settings.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-
-
-def _saved_settings(name: str) -> dict[str, Any]:
-    from awsc import paths
-
-    path = paths.state_dir() / name / "settings.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 @local_app.command("start")
@@ -380,11 +380,14 @@ def up(
     Runs playbooks/launch.yml (provision, then configure); --provision-only runs provision.yml.
     """
     from awsc import cloud, config, pricing
+    from awsc import cluster as cluster_
 
     config.validate_name(name)
     if volume_size is not None and volume_id is not None:
         raise AwscError("Pass --volume-size (a new volume) or --volume-id (an existing one), not both.")
-    _local(local, autostart=True)
+    chosen = local or region or cluster_.place(name)
+    where = _where(name, local, region, autostart=True)
+    local = where.local
     cfg = _config()
     overrides = {
         "workers": workers,
@@ -398,7 +401,8 @@ def up(
         "ssh_cidr": ssh_cidr,
         "ssh_from_anywhere": ssh_from_anywhere,
         "key_name": key_name,
-        "region": region,
+        # --local, --region or where the cluster already is wins over the config's region.
+        "region": where.region if chosen else None,
     }
     settings = cfg.resolve(template, overrides)
     explicit = cfg.explicit(template, overrides)
@@ -406,12 +410,17 @@ def up(
         settings["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
     config.check({**settings, "name": name})
     region = settings["region"]
+    place = cluster_.Place(region=region, local=local)
     ec2 = cloud.client("ec2", region)
     for key in ("master_instance_type", "worker_instance_type"):
         if not cloud.instance_type_exists(region, settings[key], ec2):
             raise AwscError(f"Instance type '{settings[key]}' does not exist in {region}: check --{key[:6]}-type.")
     members = cloud.nodes(region, name, ec2)
     if members:
+        # What the cluster was launched with (its master's tags) wins over defaults, from any machine.
+        master = next((m for m in members if m.role == "master"), None)
+        kept = config.settings_from_tags(master.tags) if master else {}
+        settings.update({key: value for key, value in kept.items() if key not in explicit})
         _compare(name, region, members, settings, explicit)
 
     spot_now = None
@@ -430,11 +439,13 @@ def up(
                 )
     est = pricing.estimate(priced, spot_price=spot_now)
     if local:
-        est = pricing.Estimate(region="local", taken="free: the local cloud runs on this machine")
+        # What it stands for on AWS, shown beside; the local cloud itself costs nothing.
+        aws, est = est, pricing.Estimate(region="local", taken="free: the local cloud runs on this machine")
     if as_json:
-        _emit_json({"estimate": est.as_dict()})
+        _emit_json({"estimate": est.as_dict(), **({"aws_estimate": aws.as_dict()} if local else {})})
     elif local:
-        typer.echo("On the local cloud: free, nothing is billed.")
+        on_aws = f"${aws.per_hour:.4f}/hour" + ("" if aws.complete else " and more")
+        typer.echo(f"On the local cloud: free, nothing is billed (on AWS in {region}: {on_aws}).")
     else:
         _print_estimate(est, cfg.confirm_above)
     if dry_run:
@@ -451,8 +462,10 @@ def up(
             raise AwscError(f"Not launched: {reason}; nothing was created. Pass --yes to launch without asking.")
 
     verb = "provision" if provision_only else "launch"
+    # Remembered before the run: the hints of a failed run name the cluster without --local.
+    cluster_.remember_place(name, place)
     _run(verb, name, {**settings, "name": name}, region, verbose, _resume_hints(name))
-    _save_settings(name, settings)
+    cluster_.save_settings(name, settings)
     members = cloud.nodes(region, name, ec2)
     master = next((m for m in members if m.role == "master"), None)
     out = _console(stderr=as_json)
@@ -483,11 +496,11 @@ def down(
 
     Runs playbooks/terminate.yml, then lists what still carries the cluster's tag and its monthly cost.
     """
-    _local(local)
+    where = _where(name, local, region)
     from awsc import cloud, config, pricing
 
     config.validate_name(name)
-    region = _region(region)
+    region = where.region
     ec2 = cloud.client("ec2", region)
     if not cloud.exists(region, name, ec2):
         raise AwscError(f"No cluster '{name}' in {region}: nothing to take down (`awsc ls` lists the clusters).")
@@ -519,6 +532,11 @@ def down(
     if as_json:
         _emit_json({"cluster": name, "region": region, "leftovers": items, "per_month": total})
         return
+    if not any(item["type"] == "volume" for item in items):
+        # A kept volume keeps the place: `awsc up NAME` finds its data there again.
+        from awsc import cluster as cluster_
+
+        cluster_.forget_place(name)
     out = _console()
     if not items:
         out.print(f"Cluster {name} is gone: nothing is left that bills.")
@@ -553,8 +571,8 @@ def _volume_note(region: str, name: str) -> str:
 @locked("stop")
 def stop(name: Name, region: Region = None, verbose: Verbose = False, local: Local = False) -> None:
     """Stop the instances; the volumes still bill."""
-    _local(local)
-    region = _region(region)
+    where = _where(name, local, region)
+    region = where.region
     _members(region, name)
     _run("stop", name, {"name": name, "region": region}, region, verbose, [f"`awsc stop {name}` again retries."])
     typer.echo(
@@ -568,10 +586,10 @@ def stop(name: Name, region: Region = None, verbose: Verbose = False, local: Loc
 @locked("start")
 def start(name: Name, region: Region = None, verbose: Verbose = False, local: Local = False) -> None:
     """Start a stopped cluster (new public IPs)."""
-    _local(local)
+    where = _where(name, local, region)
     from awsc import cloud
 
-    region = _region(region)
+    region = where.region
     _members(region, name)
     _run("start", name, {"name": name, "region": region}, region, verbose, [f"`awsc start {name}` again retries."])
     members = cloud.nodes(region, name)
@@ -582,7 +600,7 @@ def start(name: Name, region: Region = None, verbose: Verbose = False, local: Lo
 # ---- ls / status --------------------------------------------------------------------------------
 
 
-def _summary(name: str, region: str, members, volumes: list[dict], table, now) -> dict[str, Any]:
+def _summary(name: str, region: str, members, volumes: list[dict], table, now, local: bool) -> dict[str, Any]:
     from datetime import datetime
 
     from awsc import pricing
@@ -612,8 +630,17 @@ def _summary(name: str, region: str, members, volumes: list[dict], table, now) -
         "worker_instance_types": sorted({w.instance_type for w in workers}),
         "launched": launched,
         "age_seconds": age,
-        "cost_per_hour": None if cost is None else round(cost, 6),
+        # A local cluster is free; what it would cost on AWS is beside it.
+        "local": local,
+        "cost_per_hour": 0.0 if local else None if cost is None else round(cost, 6),
+        "aws_cost_per_hour": None if cost is None else round(cost, 6),
     }
+
+
+def _cost(summary: dict[str, Any], form: str) -> str:
+    """A cluster's $/hour in `form`; a local one is free, with its AWS price beside it."""
+    aws = "?" if summary["aws_cost_per_hour"] is None else form.format(summary["aws_cost_per_hour"])
+    return f"free (AWS {aws})" if summary["local"] else aws
 
 
 def _age(seconds: int | None) -> str:
@@ -630,17 +657,17 @@ def _age(seconds: int | None) -> str:
 @command
 def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> None:
     """List clusters: nodes, state, age, $/hour."""
-    _local(local)
+    where = _where(None, local, region)
     from datetime import UTC, datetime
 
     from awsc import cloud, pricing
 
-    region = _region(region)
+    region = where.region
     ec2 = cloud.client("ec2", region)
     table = pricing.load_table()
     now = datetime.now(UTC)
     rows = [
-        _summary(name, region, members, cloud.volumes(region, name, ec2), table, now)
+        _summary(name, region, members, cloud.volumes(region, name, ec2), table, now, where.local)
         for name, members in cloud.all_clusters(region, ec2).items()
     ]
     if as_json:
@@ -655,7 +682,7 @@ def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> N
     for column in ("CLUSTER", "STATE", "NODES", "MASTER", "WORKERS", "AGE", "$/HOUR"):
         t.add_column(column)
     for row in rows:
-        cost = "?" if row["cost_per_hour"] is None else f"{row['cost_per_hour']:.4f}"
+        cost = _cost(row, "{:.4f}")
         workers = f"{row['workers']} × {','.join(row['worker_instance_types'])}" if row["workers"] else "0"
         t.add_row(
             row["name"],
@@ -682,14 +709,16 @@ def status(
 
     The scheduler's view is sinfo and squeue on the master over ssh, when it answers.
     """
-    _local(local)
+    where = _where(name, local, region)
     from datetime import UTC, datetime
 
     from awsc import cloud, pricing, ssh
 
-    region = _region(region)
+    region = where.region
     members = _members(region, name)
-    summary = _summary(name, region, members, cloud.volumes(region, name), pricing.load_table(), datetime.now(UTC))
+    summary = _summary(
+        name, region, members, cloud.volumes(region, name), pricing.load_table(), datetime.now(UTC), where.local
+    )
     scheduler: dict[str, Any] = {"reachable": False, "output": None, "error": None}
     master = next((m for m in members if m.role == "master"), None)
     if no_scheduler:
@@ -698,7 +727,10 @@ def status(
         scheduler["error"] = "the master is not running"
     else:
         try:
-            argv = ssh.ssh_command(name, members, master, ["sinfo; echo; squeue"], connect_timeout=5)
+            # The scheduler the cluster was launched with, from its master's tag (any machine knows it).
+            sge = master.tags.get("awsc:scheduler") == "sge"
+            view = "qhost; echo; qstat -f -u '*'" if sge else "sinfo; echo; squeue"
+            argv = ssh.ssh_command(name, members, master, [view], connect_timeout=5)
             argv[1:1] = ["-o", "BatchMode=yes"]
             rc, text = ssh.capture(argv, timeout=20)
         except AwscError as e:
@@ -713,7 +745,7 @@ def status(
     from rich.table import Table
 
     out = _console()
-    cost = "?" if summary["cost_per_hour"] is None else f"${summary['cost_per_hour']:.4f}/hour"
+    cost = _cost(summary, "${:.4f}/hour")
     out.print(f"Cluster {name} in {region}: {summary['state']}, {summary['nodes']} node(s), {cost}", markup=False)
     t = Table(box=None, header_style="bold")
     for column in ("NODE", "INSTANCE", "TYPE", "STATE", "PUBLIC IP", "PRIVATE IP", "USER"):
@@ -751,7 +783,7 @@ def ssh(
     The master by default.
     NODE is master, nodeNNN or an instance id; anything else starts the command.
     """
-    _local(local)
+    where = _where(name, local, region)
     import re
     import shlex
 
@@ -761,14 +793,14 @@ def ssh(
     node = args.pop(0) if args and re.fullmatch(NODE_PATTERN, args[0]) else None
     if args[:1] == ["--"]:
         args.pop(0)
-    region = _region(region)
+    region = where.region
     members = _members(region, name)
     target = ssh_.find_node(name, members, node)
     argv = ssh_.ssh_command(name, members, target, args)
     if show:
         typer.echo(shlex.join(argv))
         return
-    raise typer.Exit(ssh_.run(argv))
+    raise typer.Exit(ssh_.run_checked(name, members, target, argv))
 
 
 @app.command()
@@ -785,21 +817,21 @@ def put(
 
     awsc put NAME LOCAL... REMOTE
     """
-    _local(on_local_cloud)
+    where = _where(name, on_local_cloud, region)
     import shlex
 
     from awsc import ssh as ssh_
 
     if len(files) < 2:
         raise AwscError("Usage: awsc put NAME LOCAL... REMOTE")
-    region = _region(region)
+    region = where.region
     members = _members(region, name)
     target = ssh_.find_node(name, members, node)
     argv = ssh_.scp_command(name, members, target, files[:-1], ssh_.remote(target, files[-1]))
     if show:
         typer.echo(shlex.join(argv))
         return
-    raise typer.Exit(ssh_.run(argv))
+    raise typer.Exit(ssh_.run_checked(name, members, target, argv))
 
 
 @app.command()
@@ -817,19 +849,54 @@ def get(
 
     awsc get NAME REMOTE [LOCAL]
     """
-    _local(on_local_cloud)
+    where = _where(name, on_local_cloud, region)
     import shlex
 
     from awsc import ssh as ssh_
 
-    region = _region(region)
+    region = where.region
     members = _members(region, name)
     target = ssh_.find_node(name, members, node)
     argv = ssh_.scp_command(name, members, target, [ssh_.remote(target, remote)], local)
     if show:
         typer.echo(shlex.join(argv))
         return
-    raise typer.Exit(ssh_.run(argv))
+    raise typer.Exit(ssh_.run_checked(name, members, target, argv))
+
+
+@app.command("ssh-config")
+@command
+def ssh_config(name: Name, region: Region = None, local: Local = False) -> None:
+    """Print an OpenSSH config for the cluster's nodes: ssh NAME-master, rsync, scp, editors.
+
+    awsc ssh-config NAME > ~/.ssh/awsc-NAME.conf, then add `Include awsc-NAME.conf` to ~/.ssh/config.
+    """
+    where = _where(name, local, region)
+    from awsc import ssh as ssh_
+
+    typer.echo(ssh_.config_block(name, _members(where.region, name)), nl=False)
+
+
+@app.command("trust-node")
+@command
+def trust_node(
+    name: Name,
+    node: Annotated[str, typer.Argument(help="master, node001, ...")],
+    region: Region = None,
+    local: Local = False,
+) -> None:
+    """Accept the host key a node shows now: only for a node you rebuilt yourself.
+
+    awsc gives every node the cluster's host key at launch and refuses any other.
+    """
+    where = _where(name, local, region)
+    from awsc import ssh as ssh_
+
+    region = where.region
+    members = _members(region, name)
+    target = ssh_.find_node(name, members, node)
+    line = ssh_.trust(name, members, target)
+    typer.echo(f"{name}'s {target.node} is now known by the key it shows: {line.split()[-1][:24]}…")
 
 
 # ---- add-node / remove-node ---------------------------------------------------------------------
@@ -839,14 +906,15 @@ def _resize(
     name: str, region: str, members, workers: int, provision_only: bool, verbose: bool, remove: list[str] | None = None
 ) -> None:
     from awsc import cloud, config
+    from awsc import cluster as cluster_
 
     settings = config.playbook_defaults()
-    settings.update(_saved_settings(name))
+    settings.update(cluster_.saved_settings(name))
     settings.update(cloud.settings_of(region, name, members))
     settings["workers"] = workers
     verb = "provision" if provision_only else "launch"
     _run(verb, name, {**settings, "name": name, "remove_nodes": remove or []}, region, verbose, _resume_hints(name))
-    _save_settings(name, settings)
+    cluster_.save_settings(name, settings)
     after = cloud.nodes(region, name)
     typer.echo(
         f"Cluster {name} has {sum(m.role == 'worker' for m in after)} worker(s): "
@@ -870,10 +938,10 @@ def add_node(
 
     Runs launch.yml with more workers (--provision-only: provision.yml).
     """
-    _local(local)
+    where = _where(name, local, region)
     from awsc import pricing
 
-    region = _region(region)
+    region = where.region
     members = _members(region, name)
     workers = [m for m in members if m.role == "worker"]
     worker_type = workers[0].instance_type if workers else members[0].instance_type
@@ -901,8 +969,8 @@ def remove_node(
     Runs launch.yml with one worker fewer and that one in remove_nodes (--provision-only:
     provision.yml); its number stays free until the cluster grows again.
     """
-    _local(local)
-    region = _region(region)
+    where = _where(name, local, region)
+    region = where.region
     members = _members(region, name)
     workers = sorted((m for m in members if m.role == "worker"), key=lambda m: m.node)
     if not workers:
@@ -944,8 +1012,8 @@ def volume_create(
     from awsc import config, pricing
 
     config.validate_name(name)
-    _local(local)
-    region = _region(region)
+    where = _where(None, local, region)
+    region = where.region
     month = pricing.storage_month(pricing.load_table(), region, "volume", size)
     typer.echo(f"A {size} GiB gp3 volume costs ${month:.2f}/month until deleted.")
     extravars = {"volume_name": name, "volume_size": size, "region": region, "state": "present"}
@@ -960,8 +1028,8 @@ def volume_create(
 @command
 def volume_ls(region: Region = None, as_json: Json = False, local: Local = False) -> None:
     """List awsc's volumes and their cost."""
-    _local(local)
-    region = _region(region)
+    where = _where(None, local, region)
+    region = where.region
     rows = _volume_rows(region)
     if as_json:
         _emit_json(rows)
@@ -987,8 +1055,8 @@ def volume_rm(
     local: Local = False,
 ) -> None:
     """Delete a detached volume and its data."""
-    _local(local)
-    region = _region(region)
+    where = _where(None, local, region)
+    region = where.region
     rows = {row["id"]: row for row in _volume_rows(region)}
     if volume_id not in rows:
         raise AwscError(f"No awsc volume {volume_id} in {region} (`awsc volume ls` lists them).")

@@ -5,7 +5,7 @@ configuration (AWS_PROFILE, AWS_ENDPOINT_URL, ...), with short timeouts and few 
 a missing network or missing credentials shows up as one line, quickly.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,9 +80,12 @@ class Node:
     key_name: str
     zone: str
     image_id: str
+    tags: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        shown = asdict(self)
+        shown.pop("tags")
+        return shown
 
 
 def _node(instance: dict[str, Any]) -> Node:
@@ -102,6 +105,7 @@ def _node(instance: dict[str, Any]) -> Node:
         key_name=instance.get("KeyName", ""),
         zone=instance.get("Placement", {}).get("AvailabilityZone", ""),
         image_id=instance.get("ImageId", ""),
+        tags=tags,
     )
 
 
@@ -207,7 +211,10 @@ def settings_of(region: str, name: str, members: list[Node], ec2=None) -> dict[s
     workers = [n for n in members if n.role == "worker"]
     found: dict[str, Any] = {"region": region, "workers": len(workers)}
     if master:
+        from awsc import config
+
         found.update(master_instance_type=master.instance_type, ami=master.image_id, availability_zone=master.zone)
+        found.update(config.settings_from_tags(master.tags))
         if master.key_name and master.key_name != f"awsc-{name}":
             found["key_name"] = master.key_name
     if workers:

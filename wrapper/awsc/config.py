@@ -155,6 +155,25 @@ def check(settings: dict[str, Any]) -> None:
             raise AwscError(error)
 
 
+@functools.cache
+def setting_tags() -> dict[str, str]:
+    """Tag key -> setting, for the launch settings kept on the master (vars/cluster.yml: awsc_setting_tags)."""
+    import yaml
+
+    data = yaml.safe_load(paths.playbook("vars/cluster").read_text())
+    return {key: re.fullmatch(r"\{\{ (\w+) \}\}", value).group(1) for key, value in data["awsc_setting_tags"].items()}
+
+
+def settings_from_tags(tags: dict[str, str]) -> dict[str, Any]:
+    """The launch settings a master's tags hold, typed as the playbooks' spec says."""
+    types = cluster_settings()
+    found = {}
+    for key, setting in setting_tags().items():
+        if key in tags:
+            found[setting] = int(tags[key]) if types.get(setting) is int and tags[key] else tags[key]
+    return found
+
+
 def playbook_defaults() -> dict[str, Any]:
     """The playbooks' public defaults, read from playbooks/vars/cluster.yml (one source of truth)."""
     import yaml

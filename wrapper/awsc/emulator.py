@@ -70,6 +70,22 @@ def _patch_moto() -> None:
 
     instances.InstanceBackend.run_instances = run_instances
 
+    # CreateLaunchTemplate's TagSpecifications tag the template; moto also copies them into the
+    # first version's data, so the next run that sends the same data sees a difference and makes
+    # a second version, which EC2 would not.
+    from moto.ec2.models import launch_templates
+
+    original_template_init = launch_templates.LaunchTemplate.__init__
+
+    def template_init(self, backend, name, template_data, version_description, tag_spec):
+        specs = [s for s in template_data.get("TagSpecifications", []) if s.get("ResourceType") != "launch-template"]
+        template_data = {k: v for k, v in template_data.items() if k != "TagSpecifications"}
+        if specs:
+            template_data["TagSpecifications"] = specs
+        original_template_init(self, backend, name, template_data, version_description, tag_spec)
+
+    launch_templates.LaunchTemplate.__init__ = template_init
+
 
 @dataclass
 class Emulator:

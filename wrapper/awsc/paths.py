@@ -8,7 +8,8 @@ above this file (``wrapper/awsc/../..``), holding ``ansible.cfg``, ``playbooks/`
 
 The user's files follow the XDG base directories:
 
-- config: ``$XDG_CONFIG_HOME/awsc/`` (``~/.config/awsc``): ``config.toml``, ``keys/NAME.pem``;
+- config: ``$XDG_CONFIG_HOME/awsc/`` (``~/.config/awsc``): ``config.toml``, ``keys/NAME.pem``,
+  ``keys/NAME.known_hosts`` (the nodes' host key);
 - state: ``$XDG_STATE_HOME/awsc/NAME/`` (``~/.local/state/awsc``): ``runs/<timestamp>-<verb>/`` with
   the full log of every playbook run, and ``settings.json`` (the extra-vars of the last ``up``);
 - cache: ``$XDG_CACHE_HOME/awsc/prices.json`` (``~/.cache/awsc``): the table ``awsc price --refresh`` writes.
@@ -52,3 +53,8 @@ def config_file() -> Path:
 def key_file(cluster: str) -> Path:
     """The private key awsc created for a cluster (playbooks/vars/cluster.yml: awsc_key_file)."""
     return config_dir() / "keys" / f"{cluster}.pem"
+
+
+def known_hosts_file(cluster: str) -> Path:
+    """The nodes' host keys (playbooks/vars/cluster.yml: awsc_known_hosts_file)."""
+    return config_dir() / "keys" / f"{cluster}.known_hosts"

@@ -67,6 +67,8 @@ CLUSTER = {
         "launched",
         "age_seconds",
         "cost_per_hour",
+        "local",
+        "aws_cost_per_hour",
     ],
     "properties": {
         "name": STRING,
@@ -81,6 +83,9 @@ CLUSTER = {
         "age_seconds": {"type": ["integer", "null"]},
         # Instances (on-demand prices; spot at list price as an upper bound), IPv4 and EBS, now.
         "cost_per_hour": {"type": ["number", "null"]},
+        # A cluster on the local cloud: free (cost_per_hour 0); aws_cost_per_hour is what it stands for.
+        "local": {"type": "boolean"},
+        "aws_cost_per_hour": {"type": ["number", "null"]},
     },
 }
 

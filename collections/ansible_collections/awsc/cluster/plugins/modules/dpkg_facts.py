@@ -10,9 +10,9 @@ description:
     that look at it work with either, but lists only packages that dpkg reports fully installed
     (state C(i), held or not). A package whose install was cut short (unpacked, half-configured)
     is left out, so a role that skips apt when its packages are listed still runs apt for it.
-  - Reads C(dpkg-query) instead of loading the apt cache: about a fifth of package_facts' time,
+  - Reads C(dpkg-query) instead of loading the apt cache (about a fifth of package_facts' time),
     and it needs no python3-apt (a bare node has none).
-  - Also sets C(ansible_facts.dpkg_interrupted), true when an install did not finish: dpkg's
+  - Also sets C(ansible_facts.dpkg_interrupted), true when an install did not finish, that is when dpkg's
     journal is not empty (apt then refuses to run until C(dpkg --configure -a)) or a package is
     left unpacked, half-configured or half-installed.
 version_added: 0.1.0
@@ -28,7 +28,7 @@ EXAMPLES = r"""
 - name: Install what is missing only
   ansible.builtin.apt:
     name: [slurmd, munge]
-  when: ['slurmd', 'munge'] | difference(ansible_facts['packages'] | default({}) | list) | length > 0
+  when: "['slurmd', 'munge'] | difference(ansible_facts['packages'] | default({}) | list) | length > 0"
 """
 
 RETURN = r"""
