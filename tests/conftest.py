@@ -150,3 +150,11 @@ def tagged_resources(ec2, name) -> list[str]:
     found += [v["VolumeId"] for v in ec2.describe_volumes(Filters=tag_filter)["Volumes"]]
     found += [s["SnapshotId"] for s in ec2.describe_snapshots(Filters=tag_filter, OwnerIds=["self"])["Snapshots"]]
     return found
+
+
+def valid(data, schema):
+    """`data`, after checking it against a JSON schema of awsc.schemas."""
+    import jsonschema
+
+    jsonschema.validate(data, schema)
+    return data

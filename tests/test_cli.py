@@ -13,13 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import jsonschema
 import pytest
 from awsc import pricing, schemas
 from awsc.cli import app
-from awsc.config import Config
 from awsc.runner import only_environment
-from conftest import CALLER_CIDR, DATA, REPO, VENV_BIN, by_node, isolated_env, tagged_resources, tags
+from conftest import CALLER_CIDR, DATA, VENV_BIN, by_node, isolated_env, tagged_resources, tags, valid
 from typer.testing import CliRunner
 
 FAKE_SSH = """#!/bin/sh
@@ -63,11 +61,6 @@ def refused(env, *args, input=None) -> str:
     return lines[0]
 
 
-def valid(data, schema):
-    jsonschema.validate(data, schema)
-    return data
-
-
 @pytest.fixture(scope="module")
 def menv(emulator, tmp_path_factory):
     return cli_env(tmp_path_factory.mktemp("home"), emulator.endpoint)
@@ -79,14 +72,6 @@ def fenv(emulator, tmp_path):
 
 
 # ---- help, config --------------------------------------------------------------------------------
-
-
-def test_the_local_cloud_comes_with_a_plain_install():
-    # `pip install awsc` without extras has the emulator `awsc local start` runs.
-    from importlib.metadata import requires
-
-    plain = [r for r in requires("awsc") if "extra ==" not in r]
-    assert any(r.startswith("moto[server]") for r in plain), plain
 
 
 def test_help_lists_the_commands_without_loading_ansible_runner_or_boto3(fenv):
@@ -166,48 +151,6 @@ def test_bad_config_is_one_line(fenv, toml, args, message):
 # ---- prices --------------------------------------------------------------------------------------
 
 
-def settings(**changes):
-    base = {
-        "region": "us-east-1",
-        "workers": 2,
-        "master_instance_type": "t3.micro",
-        "worker_instance_type": "t3.micro",
-        "spot_max_price": "",
-        "root_volume_size": 10,
-        "volume_size": 10,
-        "volume_id": "",
-    }
-    return base | changes
-
-
-def test_on_demand_estimate_adds_instances_addresses_and_volumes():
-    table = json.loads(pricing.SHIPPED.read_text())
-    est = pricing.estimate(settings(master_instance_type="t3.small", workers=3), table)
-    storage = (4 * 10 + 10) * 0.08  # 4 root volumes + /data, gp3 per GiB-month
-    assert est.storage_gib == 50 and est.storage_month == pytest.approx(storage)
-    assert est.per_hour == pytest.approx(0.0208 + 3 * 0.0104 + 4 * 0.005 + storage / 730)
-    assert est.per_month == pytest.approx(est.per_hour * 730)
-    assert est.complete and est.spot_max_hour is None
-    # The README's figure for the default cluster: about $0.05/hour.
-    assert pricing.estimate(settings(), table).per_hour == pytest.approx(0.0506, abs=5e-5)
-    # A reused volume is not counted again; an unknown type is said to be unknown.
-    assert pricing.estimate(settings(volume_id="vol-1"), table).storage_gib == 30
-    assert pricing.estimate(settings(worker_instance_type="z9.huge"), table).unknown == ["z9.huge"]
-    valid(est.as_dict(), schemas.ESTIMATE)
-
-
-def test_spot_estimate_uses_the_current_price_capped_by_the_max():
-    table = json.loads(pricing.SHIPPED.read_text())
-    base = 0.0104 + 3 * 0.005 + 40 * 0.08 / 730
-    at_current = pricing.estimate(settings(spot_max_price="0.05"), table, spot_price=0.0031)
-    assert at_current.per_hour == pytest.approx(base + 2 * 0.0031)
-    assert at_current.spot_max_hour == pytest.approx(2 * 0.05)
-    capped = pricing.estimate(settings(spot_max_price="0.002"), table, spot_price=0.0031)
-    assert capped.per_hour == pytest.approx(base + 2 * 0.002)
-    unknown = pricing.estimate(settings(spot_max_price="0.05"), table, spot_price=None)
-    assert unknown.per_hour == pytest.approx(base + 2 * 0.05)
-
-
 def test_spot_estimate_from_the_emulators_spot_history(fenv):
     out = json.loads(ok(fenv, "up", "spotty", "--spot-max-price", "0.05", "--dry-run", "--json").stdout)
     est = valid(out["estimate"], schemas.ESTIMATE)
@@ -232,13 +175,6 @@ class RecordedPricing:
     def paginate(self, **kwargs):
         self.calls.append(kwargs)
         return [self.page]
-
-
-def test_price_list_parsing_keeps_linux_shared_on_demand_hours():
-    page = json.loads((DATA / "pricing_get_products.json").read_text())
-    assert pricing.parse_price_list(page["PriceList"]) == {
-        "us-east-1": {"t3.micro": 0.0104, "c5.large": 0.085, "m7i.large": 0.1008}
-    }
 
 
 def test_price_refresh_writes_the_cache_the_commands_then_use(fenv):
@@ -334,70 +270,29 @@ def test_ssh_put_get_use_the_clusters_key_and_user(gamma, menv, ec2):
     assert "Cluster gamma has no node 'node009'" in refused(menv, "ssh", "gamma", "node009")
 
 
-def test_workers_without_a_public_address_are_reached_through_the_master(tmp_path, monkeypatch):
-    from awsc import ssh
-    from awsc.cloud import Node
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    (tmp_path / "awsc" / "keys").mkdir(parents=True)
-    (tmp_path / "awsc" / "keys" / "c.pem").write_text("key")
-
-    def node(name, role, public):
-        return Node(
-            node=name,
-            role=role,
-            instance_id=f"i-{name}",
-            instance_type="t3.micro",
-            state="running",
-            public_ip=public,
-            private_ip=f"10.0.0.{len(name)}",
-            launched="",
-            lifecycle="on-demand",
-            user="admin",
-            key_name="awsc-c",
-            zone="us-east-1a",
-            image_id="ami-1",
-        )
-
-    members = [node("master", "master", "203.0.113.5"), node("node001", "worker", None)]
-    argv = ssh.ssh_command("c", members, members[1], ["true"])
-    proxy = next(a for a in argv if a.startswith("ProxyCommand="))
-    assert "-W %h:%p admin@203.0.113.5" in proxy and str(tmp_path / "awsc/keys/c.pem") in proxy
-    assert argv[-3:] == ["admin@10.0.0.7", "--", "true"]
-    # Each hop checks its own host key, strictly, in the cluster's known_hosts.
-    known = f"UserKnownHostsFile={tmp_path / 'awsc/keys/c.known_hosts'}"
-    assert "HostKeyAlias=awsc-c-master" in proxy and known in proxy and "StrictHostKeyChecking=yes" in proxy
-    assert "HostKeyAlias=awsc-c-node001" in argv and known in argv and "StrictHostKeyChecking=yes" in argv
-    assert not any("StrictHostKeyChecking=no" in a or "/dev/null" in a for a in argv)
-    # `awsc ssh-config`: the same, as an OpenSSH config; the worker jumps through the master.
-    block = ssh.config_block("c", members).split("Host ")
-    assert block[1].startswith("c-master\n    HostName 203.0.113.5\n") and "ProxyJump" not in block[1]
-    assert "    ProxyJump c-master\n" in block[2] and "    HostKeyAlias awsc-c-node001\n" in block[2]
-
-
 def test_the_launch_settings_live_on_the_cluster(menv, ec2):
-    up = ("up", "delta", "--provision-only", "--yes", "--ssh-cidr", CALLER_CIDR, "-n", "1")
+    up = ("up", "sigma", "--provision-only", "--yes", "--ssh-cidr", CALLER_CIDR, "-n", "1")
     ok(menv, *up, "--scheduler", "sge", "--spot-max-price", "0.05")
-    master = tags(by_node(ec2, "delta")["master"])
+    master = tags(by_node(ec2, "sigma")["master"])
     assert (master["awsc:scheduler"], master["awsc:spot-max-price"], master["awsc:root-volume-size"]) == (
         "sge",
         "0.05",
         "10",
     )
     # This machine's settings file is lost (as on another machine): the cluster's tags still tell.
-    saved = Path(menv["XDG_STATE_HOME"]) / "awsc" / "delta" / "settings.json"
+    saved = Path(menv["XDG_STATE_HOME"]) / "awsc" / "sigma" / "settings.json"
     saved.unlink()
     ssh_log = Path(menv["AWSC_SSH"]).parent / "ssh.log"
     ssh_log.unlink(missing_ok=True)
-    ok(menv, "status", "delta")
+    ok(menv, "status", "sigma")
     assert "qhost; echo; qstat -f -u '*'" in ssh_log.read_text() and "sinfo" not in ssh_log.read_text()
     assert "with scheduler sge (asked: slurm)" in refused(menv, *up, "--scheduler", "slurm")
-    ok(menv, "add-node", "delta", "--provision-only", "--yes")
+    ok(menv, "add-node", "sigma", "--provision-only", "--yes")
     resumed = json.loads(saved.read_text())
     assert (resumed["scheduler"], resumed["spot_max_price"], resumed["workers"]) == ("sge", "0.05", 2)
     ok(menv, *up)  # no --scheduler: the cluster's own
     assert json.loads(saved.read_text())["scheduler"] == "sge"
-    ok(menv, "down", "delta", "--yes", "--delete-volume")
+    ok(menv, "down", "sigma", "--yes", "--delete-volume")
 
 
 def test_stop_and_start_warn_that_volumes_bill(gamma, menv, ec2):
@@ -543,35 +438,6 @@ def test_a_failed_run_names_the_task_the_log_and_the_way_out(fenv, ec2):
     assert tagged_resources(ec2, "failing") == []
 
 
-def test_progress_reads_failures_facts_and_changes_from_the_events():
-    import io
-
-    from awsc.runner import Progress
-    from rich.console import Console
-
-    out = io.StringIO()
-    progress = Progress(False, Console(file=out, force_terminal=False))
-
-    def event(kind, task="", **data):
-        return {"event": kind, "event_data": {"task": task, "host": "localhost", **data}}
-
-    with progress:
-        for e in [
-            event("playbook_on_play_start", play="Terminate the cluster"),
-            event("playbook_on_task_start", task="Skip me"),
-            event("runner_on_skipped", "Skip me"),
-            event("runner_on_failed", "Tolerated", ignore_errors=True, res={"msg": "never mind"}),
-            event("runner_on_ok", "Delete it", res={"changed": True}),
-            event("runner_on_ok", "List", res={"ansible_facts": {"awsc_leftovers": []}}),
-            event("runner_on_failed", "Break", res={"msg": "boom\n  twice"}),
-        ]:
-            assert progress(e) is True
-    assert [(f.task, f.host, f.message) for f in progress.failures] == [("Break", "localhost", "boom twice")]
-    assert progress.facts == {"localhost": {"awsc_leftovers": []}}
-    assert progress.changed_tasks == ["Delete it"]
-    assert out.getvalue() == "» Terminate the cluster\n  + Delete it\n"
-
-
 def test_verbose_shows_ansibles_own_output(fenv, ec2):
     result = awsc(fenv, "up", "loud", "-v", "--yes", "--provision-only", "--ssh-cidr", CALLER_CIDR, "--ami", "ami-0bad")
     assert result.exit_code == 1
@@ -599,34 +465,6 @@ def test_the_region_comes_from_the_option_the_config_or_the_environment(fenv):
 
 
 # ---- volumes, doctor -----------------------------------------------------------------------------
-
-
-def test_doctor_compares_the_vcpus_needed_with_the_quota(monkeypatch):
-    # A stand-in for Service Quotas, which the emulator lacks; EC2's own answers are real moto.
-    from awsc import cloud, doctor
-    from moto import mock_aws
-
-    class Quotas:
-        def __init__(self, value):
-            self.value = value
-
-        def get_service_quota(self, ServiceCode, QuotaCode):
-            assert (ServiceCode, QuotaCode) == doctor.STANDARD_QUOTA
-            return {"Quota": {"Value": self.value}}
-
-    settings = {"region": "us-east-1", "master_instance_type": "t3.micro", "worker_instance_type": "t3.micro"}
-    real_client = cloud.client
-    with mock_aws():
-        for value, fits in ((5, False), (6, True)):
-            monkeypatch.setattr(
-                cloud,
-                "client",
-                lambda service, region, v=value: (
-                    Quotas(v) if service == "service-quotas" else real_client(service, region)
-                ),
-            )
-            check = doctor._quota(dict(settings, workers=2))
-            assert check.ok is fits and check.detail.startswith("6 vCPUs needed"), check
 
 
 def test_volume_create_ls_rm(fenv, ec2):
@@ -726,11 +564,3 @@ def test_the_installed_command_refuses_without_an_answer_and_stops_on_ctrl_c(emu
     assert tagged_resources(ec2, "delta") == []
     listed = subprocess.run([program, "ls", "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert "delta" not in [c["name"] for c in valid(json.loads(listed.stdout), schemas.LS)]
-
-
-def test_repo_layout_is_where_awsc_looks():
-    from awsc import paths
-
-    assert paths.project_dir() == REPO
-    assert paths.playbook("launch").is_file() and (REPO / "ansible.cfg").is_file()
-    assert Config.load(Path("/nonexistent/config.toml")).resolve()["workers"] == 2

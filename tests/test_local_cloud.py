@@ -228,8 +228,13 @@ def test_a_node_showing_another_host_key_is_refused_until_trusted(env):
     # in the way would (or a node rebuilt by hand).
     master = f"awsc-{instance_id(env, 'master')}"
     swap = "rm /etc/ssh/ssh_host_* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
-    # Sessions opened before (Ansible's ControlPersist ones) end too: each new one meets the new key.
-    sessions = "pkill -f 'sshd: [a-z]+ \\[priv\\]' || true"
+    # The login user's sessions opened before (Ansible's ControlPersist ones) end too: each new one
+    # meets the new key. The cluster user's (sshfs from the workers) stay.
+    # (The image has no pkill: the sessions' sshd processes are found through /proc.)
+    sessions = (
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null"
+        " | grep -Eq '^sshd: admin(@| \\[priv\\])' && kill ${p#/proc/}; done; true"
+    )
     subprocess.run(["podman", "exec", master, "sh", "-c", f"{swap} && systemctl restart ssh && {sessions}"], check=True)
     hint = "`awsc trust-node e2e master` accepts the key it shows now"
 
