@@ -546,7 +546,7 @@ def test_the_installed_command_refuses_without_an_answer_and_stops_on_ctrl_c(emu
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Interrupted: playbooks/provision.yml was stopped during “" in err
-    assert "These steps had already changed something: Create the key's folder; Make the cluster's key here" in err
+    assert "These steps had already changed something: Create the keys' folder; Make the cluster's key here" in err
     assert "Resources may exist and bill: `awsc ls` shows them." in err
     assert "`awsc up delta` again resumes; `awsc down delta` removes what was created." in err
 

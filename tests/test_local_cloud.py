@@ -133,7 +133,7 @@ def runs_dpkg(container: str) -> bool:
     return probe.returncode == 0
 
 
-def test_a_worker_killed_mid_configure_converges_on_the_next_up(env, tmp_path):
+def test_a_worker_killed_mid_configure_leaves_the_others_configured_and_the_next_up_brings_it_in(env, tmp_path):
     # The first `up` loses node002 while dpkg installs packages on it (the worst moment: dpkg's
     # journal is left half written). The agent boots the container again, as EC2 would reboot a
     # crashed instance.
@@ -157,6 +157,13 @@ def test_a_worker_killed_mid_configure_converges_on_the_next_up(env, tmp_path):
     finally:
         if first.poll() is None:
             first.kill()
+    # The others went on without it: the run names node002, and node001 runs jobs meanwhile, with
+    # node002 out of the scheduler.
+    said = (tmp_path / "up.log").read_text()
+    assert "Failed, and out of the scheduler until `awsc up e2e` converges them:\n  node002: “" in said, said
+    assert "node001: “" not in said, said
+    assert idle_workers(env) == ["node001"]
+    assert "node002" not in on_master(env, 'sinfo --noheader -N -o "%N"')
 
     up = awsc(env, "up", "e2e", "--local", "-n", "2", "--yes")
     # Typed as printed, without --local: the hints reach the local cloud, where the cluster is.

@@ -128,13 +128,16 @@ def test_progress_reads_failures_facts_and_changes_from_the_events():
             event("runner_on_failed", "Tolerated", ignore_errors=True, res={"msg": "never mind"}),
             event("runner_on_ok", "Delete it", res={"changed": True}),
             event("runner_on_ok", "List", res={"ansible_facts": {"awsc_leftovers": []}}),
+            # no_log: the result is censored, changed flag and all; the callback's line still tells.
+            dict(event("runner_on_ok", "Launch", res={"censored": "hidden"}), stdout="changed: [localhost]"),
+            dict(event("runner_on_ok", "Look", res={"censored": "hidden"}), stdout="ok: [localhost]"),
             event("runner_on_failed", "Break", res={"msg": "boom\n  twice"}),
         ]:
             assert progress(e) is True
     assert [(f.task, f.host, f.message) for f in progress.failures] == [("Break", "localhost", "boom twice")]
     assert progress.facts == {"localhost": {"awsc_leftovers": []}}
-    assert progress.changed_tasks == ["Delete it"]
-    assert out.getvalue() == "» Terminate the cluster\n  + Delete it\n"
+    assert progress.changed_tasks == ["Delete it", "Launch"]
+    assert out.getvalue() == "» Terminate the cluster\n  + Delete it\n  + Launch\n"
 
 
 def test_doctor_compares_the_vcpus_needed_with_the_quota(monkeypatch):
@@ -171,3 +174,11 @@ def test_repo_layout_is_where_awsc_looks():
     assert paths.project_dir() == REPO
     assert paths.playbook("launch").is_file() and (REPO / "ansible.cfg").is_file()
     assert Config.load(Path("/nonexistent/config.toml")).resolve()["workers"] == 2
+
+
+def test_playbook_runs_check_host_keys(monkeypatch):
+    # ansible-runner turns host key checking off unless the job's environment says otherwise.
+    from awsc.runner import job_environment
+
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "False")
+    assert job_environment("c", "us-east-1")["ANSIBLE_HOST_KEY_CHECKING"] == "True"

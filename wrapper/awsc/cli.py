@@ -181,6 +181,16 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
 
             for refused in [f.host for f in result.failures if ssh_.refused(f.message)]:
                 err.print(ssh_.refused_hint(name, refused.removeprefix(f"{name}-")), markup=False)
+            # Configure goes on without a node that failed; say which ones, each with its cause.
+            nodes = {f.host.removeprefix(f"{name}-"): f for f in result.failures if f.host.startswith(f"{name}-")}
+            if nodes and "master" not in nodes:
+                err.print(
+                    f"The other nodes are configured. Failed, and out of the scheduler until `awsc up {name}` "
+                    "converges them:",
+                    markup=False,
+                )
+                for node, failed in sorted(nodes.items()):
+                    err.print(f"  {node}: “{failed.task}”: {failed.message}", markup=False)
             if len(result.failures) > 1:
                 err.print(f"  ({len(result.failures) - 1} more failure(s) after it: see the log)", markup=False)
         else:

@@ -72,6 +72,8 @@ def job_environment(cluster: str | None, region: str | None) -> dict[str, str]:
     # The inventory's and amazon.aws's boto3 clients retry throttled calls as awsc's own do.
     env.setdefault("AWS_RETRY_MODE", "adaptive")
     env.setdefault("AWS_MAX_ATTEMPTS", str(RETRY_ATTEMPTS))
+    # ansible-runner turns host key checking off unless told; the inventory checks every node's key.
+    env["ANSIBLE_HOST_KEY_CHECKING"] = "True"
     if cluster:
         env["AWSC_CLUSTER"] = cluster
     if region:
@@ -176,7 +178,10 @@ class Progress:
             res = data.get("res") or {}
             if kind == "runner_on_ok":
                 self.facts.setdefault(host, {}).update(res.get("ansible_facts") or {})
-                if res.get("changed") and data.get("task") not in self.changed_tasks:
+                # A no_log task's result is censored, its changed flag too; the callback's line says it.
+                said = event.get("stdout", "").lstrip()
+                changed = res.get("changed") or ("censored" in res and said.startswith("changed"))
+                if changed and data.get("task") not in self.changed_tasks:
                     self.changed_tasks.append(data.get("task", ""))
                     if not self.live and not self.verbose:
                         self.console.print(f"  + {data.get('task', '')}", markup=False, highlight=False)
