@@ -182,3 +182,14 @@ def test_playbook_runs_check_host_keys(monkeypatch):
 
     monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "False")
     assert job_environment("c", "us-east-1")["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+
+
+def test_python_reads_the_facts_it_shares_with_the_playbooks():
+    # One source: playbooks/vars/cluster.yml, read by awsc (not copied into it).
+    import yaml
+    from awsc import cloud, config
+
+    written = yaml.safe_load((REPO / "playbooks/vars/cluster.yml").read_text())
+    assert cloud.alive_states() == written["awsc_alive_states"]
+    assert cloud.retry_attempts() == written["awsc_aws_config"]["retries"]["max_attempts"]
+    assert config.setting_tags()["awsc:scheduler"] == "scheduler"

@@ -1,8 +1,8 @@
 """Read-only AWS queries for ls, status, leftovers, prices and doctor (boto3).
 
 Nothing here creates or changes a resource: the playbooks do that. Clients use the standard AWS
-configuration (AWS_PROFILE, AWS_ENDPOINT_URL, ...), with short timeouts and few retries so that
-a missing network or missing credentials shows up as one line, quickly.
+configuration (AWS_PROFILE, AWS_ENDPOINT_URL, ...), the playbooks' adaptive retries and short
+timeouts, so that a missing network or missing credentials shows up as one line, quickly.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -11,8 +11,19 @@ from typing import Any
 
 from awsc.errors import AwscError
 
-ALIVE = ["pending", "running", "stopping", "stopped"]
-RETRY_ATTEMPTS = 12
+
+def alive_states() -> list[str]:
+    """Instance states that exist and may bill (vars/cluster.yml: awsc_alive_states)."""
+    from awsc import config
+
+    return config.playbook_vars()["awsc_alive_states"]
+
+
+def retry_attempts() -> int:
+    """botocore's attempts per call, as the playbooks' awsc_aws_config says."""
+    from awsc import config
+
+    return int(config.playbook_vars()["awsc_aws_config"]["retries"]["max_attempts"])
 
 
 def client(service: str, region: str):
@@ -20,7 +31,7 @@ def client(service: str, region: str):
     from botocore.config import Config
 
     # Adaptive retries, as the playbooks' awsc_aws_config: a throttled call waits and tries again.
-    config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": RETRY_ATTEMPTS, "mode": "adaptive"})
+    config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": retry_attempts(), "mode": "adaptive"})
     return boto3.session.Session().client(service, region_name=region, config=config)
 
 
@@ -123,16 +134,15 @@ def nodes(region: str, name: str, ec2=None) -> list[Node]:
     ec2 = ec2 or client("ec2", region)
     found = _instances(
         ec2,
-        [{"Name": "tag:awsc:cluster", "Values": [name]}, {"Name": "instance-state-name", "Values": ALIVE}],
+        [{"Name": "tag:awsc:cluster", "Values": [name]}, {"Name": "instance-state-name", "Values": alive_states()}],
     )
     return sorted((_node(i) for i in found), key=_sort_key)
 
 
 def all_clusters(region: str, ec2=None) -> dict[str, list[Node]]:
     ec2 = ec2 or client("ec2", region)
-    found = _instances(
-        ec2, [{"Name": "tag-key", "Values": ["awsc:cluster"]}, {"Name": "instance-state-name", "Values": ALIVE}]
-    )
+    alive = {"Name": "instance-state-name", "Values": alive_states()}
+    found = _instances(ec2, [{"Name": "tag-key", "Values": ["awsc:cluster"]}, alive])
     clusters: dict[str, list[Node]] = {}
     for instance in found:
         clusters.setdefault(_tags(instance)["awsc:cluster"], []).append(_node(instance))

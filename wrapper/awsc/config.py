@@ -156,12 +156,19 @@ def check(settings: dict[str, Any]) -> None:
 
 
 @functools.cache
-def setting_tags() -> dict[str, str]:
-    """Tag key -> setting, for the launch settings kept on the master (vars/cluster.yml: awsc_setting_tags)."""
+def playbook_vars() -> dict[str, Any]:
+    """playbooks/vars/cluster.yml as written (templates unrendered): the facts Python shares with
+    the playbooks (defaults, tag keys, alive states, retries, the Debian AMI) come from here."""
     import yaml
 
-    data = yaml.safe_load(paths.playbook("vars/cluster").read_text())
-    return {key: re.fullmatch(r"\{\{ (\w+) \}\}", value).group(1) for key, value in data["awsc_setting_tags"].items()}
+    return yaml.safe_load(paths.playbook("vars/cluster").read_text())
+
+
+@functools.cache
+def setting_tags() -> dict[str, str]:
+    """Tag key -> setting, for the launch settings kept on the master (vars/cluster.yml: awsc_setting_tags)."""
+    tags = playbook_vars()["awsc_setting_tags"]
+    return {key: re.fullmatch(r"\{\{ (\w+) \}\}", value).group(1) for key, value in tags.items()}
 
 
 def settings_from_tags(tags: dict[str, str]) -> dict[str, Any]:
@@ -176,11 +183,8 @@ def settings_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 
 def playbook_defaults() -> dict[str, Any]:
     """The playbooks' public defaults, read from playbooks/vars/cluster.yml (one source of truth)."""
-    import yaml
-
-    data = yaml.safe_load(paths.playbook("vars/cluster").read_text())
     known = cluster_settings()
-    return {k: v for k, v in data.items() if k in known}
+    return {k: v for k, v in playbook_vars().items() if k in known}
 
 
 class Config:

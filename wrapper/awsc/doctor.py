@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from awsc import cloud, paths
+from awsc import cloud, config, paths
 from awsc.errors import AwscError
 
-DEBIAN_OWNER = "136693071363"
 # "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", in vCPUs.
 STANDARD_QUOTA = ("ec2", "L-1216C47A")
 
@@ -62,12 +61,13 @@ def _ami(settings: dict[str, Any]) -> Check:
         if settings.get("ami"):
             images = cloud.call(ec2.describe_images, ImageIds=[settings["ami"]])["Images"]
         else:
+            debian = config.playbook_vars()["awsc_debian_ami"]
             images = cloud.call(
                 ec2.describe_images,
-                Owners=[DEBIAN_OWNER],
+                Owners=[debian["owner"]],
                 Filters=[
-                    {"Name": "name", "Values": ["debian-12-amd64-*"]},
-                    {"Name": "architecture", "Values": ["x86_64"]},
+                    {"Name": "name", "Values": [debian["name"]]},
+                    {"Name": "architecture", "Values": [debian["architecture"]]},
                     {"Name": "state", "Values": ["available"]},
                 ],
             )["Images"]

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from awsc import paths
-from awsc.cloud import RETRY_ATTEMPTS
+from awsc import cloud, paths
 
 PASS_THROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK")
 PASS_PREFIXES = ("AWS_", "ANSIBLE_", "AWSC_", "XDG_", "LC_")
@@ -71,7 +70,7 @@ def job_environment(cluster: str | None, region: str | None) -> dict[str, str]:
         env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "/usr/bin:/bin")])
     # The inventory's and amazon.aws's boto3 clients retry throttled calls as awsc's own do.
     env.setdefault("AWS_RETRY_MODE", "adaptive")
-    env.setdefault("AWS_MAX_ATTEMPTS", str(RETRY_ATTEMPTS))
+    env.setdefault("AWS_MAX_ATTEMPTS", str(cloud.retry_attempts()))
     # ansible-runner turns host key checking off unless told; the inventory checks every node's key.
     env["ANSIBLE_HOST_KEY_CHECKING"] = "True"
     if cluster:
