@@ -740,8 +740,7 @@ def status(
             # The scheduler the cluster was launched with, from its master's tag (any machine knows it).
             sge = master.tags.get("awsc:scheduler") == "sge"
             view = "qhost; echo; qstat -f -u '*'" if sge else "sinfo; echo; squeue"
-            argv = ssh.ssh_command(name, members, master, [view], connect_timeout=5)
-            argv[1:1] = ["-o", "BatchMode=yes"]
+            argv = ssh.ssh_command(name, members, master, [view], connect_timeout=5, batch=True)
             rc, text = ssh.capture(argv, timeout=20)
         except AwscError as e:
             rc, text = 255, str(e)

@@ -64,12 +64,20 @@ def host_key(cluster: str, node: Node, known_hosts: Path | None = None) -> list[
 
 
 def connection(
-    cluster: str, members: list[Node], node: Node, connect_timeout: int | None = None, known_hosts: Path | None = None
+    cluster: str,
+    members: list[Node],
+    node: Node,
+    connect_timeout: int | None = None,
+    known_hosts: Path | None = None,
+    batch: bool = False,
 ) -> list[str]:
     """ssh options that reach `node`: key, host key, user-independent options and, if needed, the jump.
 
-    `known_hosts` replaces the cluster's file for `node` itself (never for the master it jumps through)."""
+    `known_hosts` replaces the cluster's file for `node` itself (never for the master it jumps through);
+    `batch` never asks for anything (a probe, not a session)."""
     common = [*OPTIONS, *_identity(cluster, node)]
+    if batch:
+        common += ["-o", "BatchMode=yes"]
     if connect_timeout:
         common += ["-o", f"ConnectTimeout={connect_timeout}"]
     options = [*common, *host_key(cluster, node, known_hosts)]
@@ -118,10 +126,10 @@ def trust(cluster: str, members: list[Node], node: Node) -> str:
     """Adds the host key `node` shows now to the cluster's known_hosts; returns its line."""
     with tempfile.TemporaryDirectory() as folder:
         seen = Path(folder) / "known_hosts"
-        argv = ssh_command(cluster, members, node, ["true"], connect_timeout=10, known_hosts=seen)
-        # accept-new records the key before logging in; the login itself may fail (BatchMode).
-        argv[1:1] = ["-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes"]
-        rc, output = capture(argv)
+        argv = ssh_command(cluster, members, node, ["true"], connect_timeout=10, known_hosts=seen, batch=True)
+        # accept-new (first, so it wins) records the key before logging in; the login itself may fail.
+        argv[1:1] = ["-o", "StrictHostKeyChecking=accept-new"]
+        _, output = capture(argv)
         lines = seen.read_text().strip() if seen.exists() else ""
     if not lines:
         raise AwscError(f"Could not reach {cluster}'s {node.node} to read its host key: {output}")
@@ -165,8 +173,7 @@ def run_checked(cluster: str, members: list[Node], node: Node, argv: list[str]) 
     """Runs ssh or scp; when it could not connect because of the host key, says so and what to do."""
     rc = run(argv)
     if rc == 255:
-        probe = ssh_command(cluster, members, node, ["true"], connect_timeout=10)
-        probe[1:1] = ["-o", "BatchMode=yes"]
+        probe = ssh_command(cluster, members, node, ["true"], connect_timeout=10, batch=True)
         if refused(capture(probe)[1]):
             raise AwscError(refused_hint(cluster, node.node))
     return rc
