@@ -7,7 +7,11 @@ It polls the emulator and reconciles podman with it, as EC2's hypervisor and clo
   cloud-config user data gives (`ssh_keys`) are the node's before sshd starts (what cloud-init does);
 - stopping, starting and terminating the instance stop, start and remove the container;
 - a volume is a sparse file under the state folder, behind a loop device; attached, it appears in
-  the instance's container at its attachment device (/dev/xvdf); deleted, file and loop go.
+  the instance's container at its attachment device (/dev/xvdf); deleted, file and loop go;
+- CreateImage is `podman commit` of the instance's container to localhost/awsc-ami:AMI_ID, and an
+  instance of that AMI starts from it. The emulator keeps such an image pending until the agent has
+  committed it and calls EnableImage (its private signal: EC2 makes the image available itself);
+  deregistered, the podman image goes.
 
     python -m awsc.agent --endpoint http://127.0.0.1:PORT --state-dir DIR
 
@@ -16,7 +20,8 @@ the emulator and podman on each pass, so restarting the agent loses nothing. Bes
 file it keeps the volume's size, zone and tags; when it starts and the emulator does not know a
 volume (the emulator keeps its state in memory: `awsc local stop` loses it), it creates the volume
 again with them, under the new id the emulator gives, so a kept /data volume is found again by its
-cluster's name.
+cluster's name. Images are kept the same way: their description beside the podman image, registered
+again under a new id (and the podman image tagged with it) when the emulator has forgotten them.
 """
 
 import argparse
@@ -37,6 +42,8 @@ NETWORK = "awsc-local"
 VPC_CIDR = "172.31.0.0/16"
 VPC_GATEWAY = "172.31.0.1"
 IMAGE = "localhost/awsc-node:bookworm"
+# Baked images: this repository, tagged with the AMI id.
+AMI_REPOSITORY = "localhost/awsc-ami"
 # The login user of the node image, as on Debian's AMIs.
 LOGIN_USER = "admin"
 LOOP_MAJOR = 7
@@ -69,9 +76,12 @@ class Agent:
         self.network = network
         self.volumes_dir = state_dir / "volumes"
         self.volumes_dir.mkdir(parents=True, exist_ok=True)
-        # Volumes seen in the emulator during this agent's life: only those may be deleted
-        # when they disappear (an emulator restarted empty must not cost anyone their data).
+        self.images_dir = state_dir / "images"
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        # Volumes and images seen in the emulator during this agent's life: only those may be
+        # deleted when they disappear (an emulator restarted empty must not cost anyone their data).
         self.seen_volumes: set[str] = set()
+        self.seen_images: set[str] = set()
 
     # -- podman side -------------------------------------------------------------------------
     def ensure_network(self) -> None:
@@ -100,12 +110,18 @@ class Agent:
             # As in the Molecule scenarios: systemd and Slurm's cgroup plugins need the cgroup
             # hierarchies writable, sshfs needs FUSE, volumes need block devices made inside.
             "--privileged",
-            self.image, "/sbin/init",
+            self.image_of(instance["ImageId"]), "/sbin/init",
         )  # fmt: skip
         self.install_host_keys(name, self.host_keys(iid))
         podman("start", name)
         self.own_hostname(name)
         self.install_key(name, instance.get("KeyName"))
+
+    def image_of(self, ami_id: str) -> str:
+        """The podman image an instance of `ami_id` boots: its baked image, else the node image."""
+        baked = f"{AMI_REPOSITORY}:{ami_id}"
+        exists = subprocess.run(["podman", "image", "exists", baked], capture_output=True).returncode == 0
+        return baked if exists else self.image
 
     def host_keys(self, instance_id: str) -> dict[str, str]:
         """The host keys of the instance's cloud-config (`ssh_keys`), by file name under /etc/ssh."""
@@ -227,6 +243,42 @@ class Agent:
             restored.append(f"{described.stem} -> {volume_id}")
         return restored
 
+    # -- images ------------------------------------------------------------------------------
+    def reconcile_images(self, containers: dict[str, Container]) -> None:
+        images = self.ec2.describe_images(Owners=["self"])["Images"]
+        present = {i["ImageId"] for i in images}
+        for ami_id in self.seen_images - present:
+            podman("rmi", f"{AMI_REPOSITORY}:{ami_id}", check=False)
+            (self.images_dir / f"{ami_id}.json").unlink(missing_ok=True)
+        self.seen_images = present
+        for image in images:
+            container = containers.get(image.get("SourceInstanceId", ""))
+            if image["State"] != "pending" or container is None:
+                continue
+            podman("commit", "--quiet", container.name, f"{AMI_REPOSITORY}:{image['ImageId']}")
+            keep = {k: image.get(k) for k in ("Name", "Description", "Tags")}
+            (self.images_dir / f"{image['ImageId']}.json").write_text(json.dumps(keep, sort_keys=True))
+            self.ec2.enable_image(ImageId=image["ImageId"])
+            print(f"awsc agent: image {image['ImageId']} committed from {container.name}", flush=True)
+
+    def restore_images(self) -> list[str]:
+        """Kept images the emulator does not know are registered again (new ids); returns them."""
+        known = {i["ImageId"] for i in self.ec2.describe_images(Owners=["self"])["Images"]}
+        restored = []
+        for described in sorted(self.images_dir.glob("ami-*.json")):
+            old = f"{AMI_REPOSITORY}:{described.stem}"
+            if described.stem in known or subprocess.run(["podman", "image", "exists", old]).returncode != 0:
+                continue
+            keep = json.loads(described.read_text())
+            ami_id = self.ec2.register_image(Name=keep["Name"], Description=keep.get("Description") or "")["ImageId"]
+            if keep.get("Tags"):
+                self.ec2.create_tags(Resources=[ami_id], Tags=keep["Tags"])
+            podman("tag", old, f"{AMI_REPOSITORY}:{ami_id}")
+            podman("untag", old, old)
+            described.rename(self.images_dir / f"{ami_id}.json")
+            restored.append(f"{described.stem} -> {ami_id}")
+        return restored
+
     # -- the reconcile pass ------------------------------------------------------------------
     def reconcile(self) -> None:
         self.ensure_network()
@@ -247,6 +299,8 @@ class Agent:
                 known.add(iid)
                 if container and container.running:
                     podman("stop", "--time", "10", container.name)
+        # Before a terminated builder's container goes: its image may be waiting for it.
+        self.reconcile_images(containers)
         for iid, container in containers.items():
             if iid not in known:
                 podman("rm", "--force", container.name)
@@ -281,6 +335,8 @@ class Agent:
         signal.signal(signal.SIGINT, finish)
         for restored in self.restore():
             print(f"awsc agent: volume {restored} restored from its file", flush=True)
+        for restored in self.restore_images():
+            print(f"awsc agent: image {restored} registered again", flush=True)
         while not stop:
             try:
                 self.reconcile()

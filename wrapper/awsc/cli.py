@@ -33,7 +33,13 @@ local_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+image_app = typer.Typer(
+    help="Baked node images: every package installed once, so nodes configure in seconds.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(config_app, name="config")
+app.add_typer(image_app, name="image")
 app.add_typer(local_app, name="local")
 app.add_typer(volume_app, name="volume")
 
@@ -152,11 +158,8 @@ def _run(verb: str, name: str, extravars: dict[str, Any], region: str, verbose: 
     """Runs a playbook; on failure prints the failed task, host, message, log and hints, and exits 1."""
     from awsc import runner
 
-    if os.environ.get("AWSC_LOCAL") == "1":
-        from awsc import local as local_cloud
-
-        # Every playbook run on the local cloud (up, add-node, ...) gets what differs from AWS.
-        extravars = {**extravars, **local_cloud.EXTRAVARS}
+    # Every playbook run on the local cloud (up, add-node, ...) gets what differs from AWS.
+    extravars = _run_vars(extravars)
     result = runner.run(verb, extravars, cluster=name, region=region, verbose=verbose, console=_console(True), **kw)
     err = _console(True)
     if result.status == "canceled":
@@ -216,6 +219,46 @@ def _where(name: str | None, local: bool, region: str | None, autostart: bool = 
         local_cloud.use(autostart=autostart)
         return cluster_.Place(region=local_cloud.REGION, local=True)
     return recorded or cluster_.Place(region=_region(region), local=False)
+
+
+def _run_vars(extravars: dict[str, Any]) -> dict[str, Any]:
+    """The extra-vars a playbook run gets: on the local cloud, with what differs from AWS."""
+    if os.environ.get("AWSC_LOCAL") == "1":
+        from awsc import local as local_cloud
+
+        return {**extravars, **local_cloud.EXTRAVARS}
+    return extravars
+
+
+def _image_note(region: str, settings: dict[str, Any], ec2) -> str:
+    """Which image a new cluster boots, as provision.yml chooses it, and what that means for configure."""
+    from awsc import cloud, config
+
+    flag = " --local" if os.environ.get("AWSC_LOCAL") == "1" else ""
+    ready = "nothing to install, configure takes about half a minute"
+    if settings.get("ami"):
+        return f"Image: AMI {settings['ami']}, as asked."
+    images = cloud.images(region, ec2)
+    wanted = settings.get("image")
+    if wanted:
+        named = [i for i in images if wanted in (i["name"], i["id"])]
+        if not named:
+            raise AwscError(
+                f"No awsc image '{wanted}' in {region}: `awsc image ls{flag}` lists them, "
+                f"`awsc image bake {wanted}{flag}` makes it."
+            )
+        found = named[-1]
+        if found["digest"] != config.image_digest(_run_vars(settings)):
+            return f"Image: {found['name']} ({found['id']}), baked from other roles: configure installs the difference."
+        return f"Image: {found['name']} ({found['id']}): {ready}."
+    digest = config.image_digest(_run_vars(settings))
+    matching = [i for i in images if i["digest"] == digest and i["state"] == "available"]
+    if matching:
+        return f"Image: {matching[-1]['name']} ({matching[-1]['id']}): {ready}."
+    return (
+        "Image: the stock Debian 12: configure installs every package, minutes per node "
+        f"(`awsc image bake{flag}` once makes it seconds)."
+    )
 
 
 def _resume_hints(name: str) -> list[str]:
@@ -365,7 +408,10 @@ def up(
     workers: Annotated[int | None, typer.Option("--workers", "-n", help="Number of workers.")] = None,
     worker_type: Annotated[str | None, typer.Option("--worker-type", help="Workers' instance type.")] = None,
     master_type: Annotated[str | None, typer.Option("--master-type", help="Master's instance type.")] = None,
-    ami: Annotated[str | None, typer.Option("--ami", help="AMI id (default: newest Debian 12).")] = None,
+    ami: Annotated[str | None, typer.Option("--ami", help="AMI id (overrides --image).")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Baked image, by name or id (default: the newest matching one).")
+    ] = None,
     spot_max_price: Annotated[
         str | None, typer.Option("--spot-max-price", help="Spot workers at this max USD/hour.")
     ] = None,
@@ -404,6 +450,7 @@ def up(
         "worker_instance_type": worker_type,
         "master_instance_type": master_type,
         "ami": ami,
+        "image": image,
         "spot_max_price": spot_max_price,
         "volume_size": volume_size,
         "volume_id": volume_id,
@@ -458,6 +505,8 @@ def up(
         typer.echo(f"On the local cloud: free, nothing is billed (on AWS in {region}: {on_aws}).")
     else:
         _print_estimate(est, cfg.confirm_above)
+    if not members:
+        typer.echo(_image_note(region, settings, ec2), err=as_json)
     if dry_run:
         return
     if members:
@@ -1078,6 +1127,104 @@ def volume_rm(
         raise AwscError("Not deleted: pass --yes to delete it without asking.")
     _run("volume", "_volumes", {"volume_id": volume_id, "region": region, "state": "absent"}, region, verbose, [])
     typer.echo(f"Deleted {volume_id}.")
+
+
+# ---- images -------------------------------------------------------------------------------------
+
+ImageName = Annotated[str, typer.Argument(help="Image name: 1-32 lowercase letters, digits, dashes.")]
+
+
+def _image_rows(region: str) -> list[dict[str, Any]]:
+    from awsc import cloud, config, pricing
+
+    table = pricing.load_table()
+    digest = config.image_digest(_run_vars({}))
+    rows = cloud.images(region)
+    for row in rows:
+        row["matches"] = row["digest"] == digest
+        row["per_month"] = round(pricing.storage_month(table, region, "snapshot", row["snapshot_gib"]), 2)
+    return rows
+
+
+@image_app.command("bake")
+@command
+def image_bake(
+    name: ImageName = "node",
+    base_ami: Annotated[str | None, typer.Option("--base-ami", help="AMI to start from (default: Debian 12).")] = None,
+    region: Region = None,
+    verbose: Verbose = False,
+    local: Local = False,
+) -> None:
+    """Bake an image: every package of the node roles, installed once.
+
+    Runs playbooks/bake.yml: a builder instance, its AMI, then the builder removed. Nothing is
+    done when an image of this name already holds these roles.
+    """
+    from awsc import config, pricing
+
+    config.validate_name(name)
+    where = _where(None, local, region, autostart=True)
+    region = where.region
+    builder = config.playbook_vars()["builder_instance_type"]
+    if where.local:
+        typer.echo("On the local cloud: free, the image is a podman image here.")
+    else:
+        table = pricing.load_table()
+        hour = pricing.instance_price(table, region, builder)
+        typer.echo(
+            f"The builder ({builder}) bills "
+            + (f"${hour:.4f}/hour" if hour is not None else "an unknown price")
+            + " for the bake's minutes; the image's snapshot about "
+            + f"${pricing.storage_month(table, region, 'snapshot', 8):.2f}/month until `awsc image rm {name}`."
+        )
+    extravars = {"image_name": name, "region": region, **({"base_ami": base_ami} if base_ami else {})}
+    if where.local and not _run_vars({}).get("runtimes_julia_mirror"):
+        typer.echo("Julia is left out: this machine cannot reach julialang.org.")
+    hint = f"`awsc image bake {name}{' --local' if where.local else ''}` again retries; a failed bake leaves nothing."
+    result = _run("bake", f"image.{name}", extravars, region, verbose, [hint], state="_images")
+    image = result.fact("awsc_image") or {}
+    local_flag = " --local" if where.local else ""
+    typer.echo(f"Image {name}: {image.get('image_id', '?')}.")
+    typer.echo(f"`awsc up NAME{local_flag}` launches from it (the newest matching image is the default).")
+
+
+@image_app.command("ls")
+@command
+def image_ls(region: Region = None, as_json: Json = False, local: Local = False) -> None:
+    """List awsc's images: name, id, date, digest (matching these roles or not), snapshot cost."""
+    where = _where(None, local, region)
+    rows = _image_rows(where.region)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        typer.echo(f"No awsc images in {where.region}.")
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['name']:<16} {row['id']}  {row['created'][:16]}  {row['digest']} "
+            f"{'matches' if row['matches'] else 'other roles':<11} {row['snapshot_gib']:>4} GiB  "
+            f"${row['per_month']:.2f}/month"
+        )
+
+
+@image_app.command("rm")
+@command
+def image_rm(
+    image: Annotated[str, typer.Argument(help="Image name (all images of that name) or AMI id.")],
+    region: Region = None,
+    verbose: Verbose = False,
+    local: Local = False,
+) -> None:
+    """Remove an image: deregister it and delete its snapshots."""
+    where = _where(None, local, region)
+    rows = [row for row in _image_rows(where.region) if image in (row["name"], row["id"])]
+    if not rows:
+        flag = " --local" if where.local else ""
+        raise AwscError(f"No awsc image '{image}' in {where.region}: `awsc image ls{flag}` lists them.")
+    _run("remove_image", "_images", {"image": image, "region": where.region}, where.region, verbose, [])
+    gib = sum(row["snapshot_gib"] for row in rows)
+    typer.echo(f"Removed {', '.join(row['id'] for row in rows)} and {gib} GiB of snapshots.")
 
 
 # ---- prices -------------------------------------------------------------------------------------

@@ -176,6 +176,30 @@ def volumes(region: str, name: str | None = None, ec2=None) -> list[dict[str, An
     ]
 
 
+def images(region: str, ec2=None) -> list[dict[str, Any]]:
+    """awsc's baked images (tag awsc:image), oldest first, with their snapshots."""
+    ec2 = ec2 or client("ec2", region)
+    filters = [{"Name": "tag-key", "Values": ["awsc:image"]}]
+    found = call(ec2.describe_images, Owners=["self"], Filters=filters)["Images"]
+    rows = []
+    for image in sorted(found, key=lambda i: (i.get("CreationDate", ""), i["ImageId"])):
+        tags = _tags(image)
+        disks = [m["Ebs"] for m in image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]
+        rows.append(
+            {
+                "name": tags["awsc:image"],
+                "id": image["ImageId"],
+                "created": image.get("CreationDate", ""),
+                "state": image["State"],
+                "digest": tags.get("awsc:digest", ""),
+                "collection": tags.get("awsc:collection", ""),
+                "snapshots": [d["SnapshotId"] for d in disks],
+                "snapshot_gib": sum(int(d.get("VolumeSize", 0)) for d in disks),
+            }
+        )
+    return rows
+
+
 def leftovers(region: str, name: str, ec2=None) -> list[dict[str, Any]]:
     """What still carries the cluster's tag: volumes and snapshots (as terminate.yml lists them)."""
     ec2 = ec2 or client("ec2", region)

@@ -116,15 +116,32 @@ def validate_name(name: str) -> str:
     return name
 
 
-def cidr_check(value: str, anywhere_allowed: bool = False) -> dict[str, Any]:
-    """The collection's filter awsc.cluster.cidr_check, loaded from its file: one judge of SSH ranges."""
+COLLECTION = "collections/ansible_collections/awsc/cluster"
+
+
+@functools.cache
+def _collection_filter(name: str):
+    """The collection's filter file plugins/filter/NAME.py: the playbooks and awsc share its code."""
     import importlib.util
 
-    path = paths.project_dir() / "collections/ansible_collections/awsc/cluster/plugins/filter/network.py"
-    loaded = importlib.util.spec_from_file_location("awsc_cluster_network_filter", path)
+    path = paths.project_dir() / COLLECTION / "plugins/filter" / f"{name}.py"
+    loaded = importlib.util.spec_from_file_location(f"awsc_cluster_{name}_filter", path)
     module = importlib.util.module_from_spec(loaded)
     loaded.loader.exec_module(module)
-    return module.cidr_check(value, anywhere_allowed)
+    return module
+
+
+def cidr_check(value: str, anywhere_allowed: bool = False) -> dict[str, Any]:
+    """The collection's filter awsc.cluster.cidr_check: one judge of SSH ranges."""
+    return _collection_filter("network").cidr_check(value, anywhere_allowed)
+
+
+def image_digest(extravars: dict[str, Any]) -> str:
+    """The playbooks' awsc_image_digest for a run with these extra-vars (unset settings: '')."""
+    names = playbook_vars()["awsc_image_setting_names"]
+    settings = {name: extravars.get(name, "") for name in names}
+    root = str(paths.project_dir() / COLLECTION)
+    return _collection_filter("image").install_digest(playbook_vars()["awsc_image_inputs"], root, settings)
 
 
 def check(settings: dict[str, Any]) -> None:

@@ -42,9 +42,28 @@ def _patch_moto() -> None:
         if instance is not None:
             root = instance.block_device_mapping.get(instance.root_device_name)
             size = getattr(root, "size", None) or size
+            # The snapshot of an encrypted root volume is encrypted (moto leaves it plain).
+            self.ebs_snapshot.encrypted = str(getattr(root, "encrypted", False)).lower() == "true"
+            # The local cloud's agent makes the image (podman commit) and then calls EnableImage:
+            # until then it is pending, as on EC2 while the snapshot is taken.
+            if os.environ.get("AWSC_EMULATOR_IMAGES") == "agent":
+                self.state = "pending"
         self.ebs_snapshot.volume.size = int(size)
 
     amis.Ami.__init__ = ami_init
+
+    # CreateImage's TagSpecifications may tag the snapshot too (EC2 does; moto raises).
+    original_create_image = amis.AmiBackend.create_image
+
+    def create_image(self, instance_id, name, description, tag_specifications):
+        image_specs = [s for s in tag_specifications if s["ResourceType"] != "snapshot"]
+        snapshot_tags = [t for s in tag_specifications if s["ResourceType"] == "snapshot" for t in s["Tags"]]
+        ami = original_create_image(self, instance_id, name, description, image_specs)
+        for tag in snapshot_tags:
+            ami.ebs_snapshot.add_tag(tag["Key"], tag["Value"])
+        return ami
+
+    amis.AmiBackend.create_image = create_image
     original_mappings = amis.Ami.block_device_mappings.fget
 
     def block_device_mappings(self):

@@ -24,8 +24,13 @@ EXTRAVARS = {
     "shared_fs_type": "sshfs",
     # Nodes are reached from this machine only.
     "ssh_cidr": "127.0.0.1/32",
-    # The runtimes take minutes of apt and Julia comes from julialang.org: not in the sandbox.
-    "configure_runtimes": False,
+    # The runtimes come with a baked image (`awsc image bake --local`); installing them on every
+    # node from the bare node image would take minutes of apt.
+    "configure_runtimes": "{{ awsc_image | default('') | length > 0 }}",
+    # Julia comes from julialang.org, which this machine cannot reach (runtimes_julia_mirror can).
+    "runtimes_julia": False,
+    # An image's NFS server is the one containers can run (the kernel server needs kernel nfsd).
+    "shared_fs_nfs_server": "ganesha",
 }
 
 
@@ -78,7 +83,7 @@ def start() -> str:
         port = free_port()
         amis = Path(__file__).resolve().parent / "data" / "local-amis.json"
         emulator = ["awsc.emulator", "-H", "127.0.0.1", "-p", str(port)]
-        _spawn("emulator", emulator, dict(env, MOTO_AMIS_PATH=str(amis)))
+        _spawn("emulator", emulator, dict(env, MOTO_AMIS_PATH=str(amis), AWSC_EMULATOR_IMAGES="agent"))
         (state_dir() / "emulator.port").write_text(str(port))
         if not wait_until_listening(port, timeout=30):
             stop_daemons()
