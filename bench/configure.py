@@ -6,6 +6,9 @@ run whose recap must say changed=0. Prints figures; not a test.
 
     python bench/configure.py                 # N = 2, 4, 6
     python bench/configure.py --workers 2 --keep
+    python bench/configure.py --workers 2 --image localhost/awsc-ami:ami-... --anchor
+        # from a baked image (`awsc image bake --local`; the runtimes on, as a baked cluster has
+        # them), against galaxyproject.slurm's first converge from the bare image in the same run
 
 Needs root, podman + runc, the image (make image) and ansible-playbook on PATH.
 """
@@ -45,14 +48,14 @@ def cleanup() -> None:
     podman("network", "rm", "-f", NETWORK, check=False)
 
 
-def start_nodes(workers: int, pubkey: str) -> dict[str, str]:
+def start_nodes(workers: int, pubkey: str, image: str = IMAGE) -> dict[str, str]:
     """Start the containers like cloud-init would leave instances: sshd up, our key for root."""
     podman("network", "create", NETWORK)
     names = node_names(workers)
     for name in names:
         podman(
             "run", "-d", "--name", f"{PREFIX}-{name}", "--hostname", name, "--label", "awsc-bench",
-            "--network", NETWORK, "--no-hosts", "--privileged", "--systemd=always", IMAGE, "/sbin/init",
+            "--network", NETWORK, "--no-hosts", "--privileged", "--systemd=always", image, "/sbin/init",
         )  # fmt: skip
     addresses = {}
     for name in names:
@@ -124,11 +127,12 @@ def write_inventory(path: Path, addresses: dict[str, str], key: Path, known: Pat
     path.write_text(json.dumps(inventory, indent=1))
 
 
-def run_configure(inventory: Path, env: dict[str, str], log: Path) -> tuple[float, dict[str, int]]:
+def run_configure(inventory: Path, env: dict[str, str], log: Path, baked: bool) -> tuple[float, dict[str, int]]:
     command = [
         "ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "configure.yml"),
         "-e", "shared_fs_type=sshfs",
-        "-e", "configure_runtimes=false",
+        # The bare image has no runtimes (minutes of apt); a baked one has them, Julia aside.
+        "-e", f"configure_runtimes={str(baked).lower()}", "-e", "runtimes_julia=false",
     ]  # fmt: skip
     start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, env=env, text=True, capture_output=True)
@@ -144,10 +148,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 4, 6])
     parser.add_argument("--keep", action="store_true", help="leave the last cluster running")
+    parser.add_argument("--image", default=IMAGE, help="the nodes' podman image (default: the bare node image)")
+    parser.add_argument("--anchor", action="store_true", help="also run galaxyproject.slurm from the bare image")
     args = parser.parse_args()
+    baked = args.image != IMAGE
 
-    if podman("image", "exists", IMAGE, check=False).returncode != 0:
-        sys.exit(f"bench: image {IMAGE} missing (make image)")
+    for image in {IMAGE, args.image}:
+        if podman("image", "exists", image, check=False).returncode != 0:
+            sys.exit(f"bench: image {image} missing (make image; awsc image bake --local)")
     os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "images" / "containers.conf"))
 
     rows = []
@@ -162,20 +170,33 @@ def main() -> None:
         "ANSIBLE_INVENTORY_ENABLED": "yaml",
         "ANSIBLE_NOCOLOR": "1",
     }
+
+    def nodes(n: int, image: str) -> Path:
+        addresses = start_nodes(n, (work / "id_ed25519.pub").read_text(), image)
+        known = work / f"known_hosts-{n}"
+        known_hosts(addresses, known)
+        wait_for_ssh(addresses, key, known)
+        inventory = work / f"inventory-{n}.json"
+        write_inventory(inventory, addresses, key, known)
+        return inventory
+
     for n in args.workers:
         cleanup()
         try:
-            addresses = start_nodes(n, (work / "id_ed25519.pub").read_text())
-            known = work / f"known_hosts-{n}"
-            known_hosts(addresses, known)
-            wait_for_ssh(addresses, key, known)
-            inventory = work / f"inventory-{n}.json"
-            write_inventory(inventory, addresses, key, known)
-            first, _ = run_configure(inventory, env, work / f"first-{n}.log")
-            second, changed = run_configure(inventory, env, work / f"second-{n}.log")
+            inventory = nodes(n, args.image)
+            first, _ = run_configure(inventory, env, work / f"first-{n}.log", baked)
+            second, changed = run_configure(inventory, env, work / f"second-{n}.log", baked)
             rows.append((n, first, second, sum(changed.values())))
-            print(f"1+{n}: configure {first:6.1f} s, no-change re-run {second:5.1f} s "
-                  f"(changed={sum(changed.values())})", flush=True)  # fmt: skip
+            print(f"1+{n}{' from ' + args.image if baked else ''}: configure {first:6.1f} s, "
+                  f"no-change re-run {second:5.1f} s (changed={sum(changed.values())})", flush=True)  # fmt: skip
+            if args.anchor:
+                cleanup()
+                anchor = ROOT.parent / "shared" / "anchors" / "run-galaxy-slurm"
+                seconds = float(subprocess.run(
+                    [str(anchor), str(nodes(n, IMAGE))], env=env, text=True, capture_output=True, check=True,
+                ).stdout.split()[-1])  # fmt: skip
+                print(f"1+{n}: galaxyproject.slurm from the bare image {seconds:.1f} s; "
+                      f"ours {first / seconds:.2f}x of it", flush=True)  # fmt: skip
         finally:
             if not (args.keep and n == args.workers[-1]):
                 cleanup()

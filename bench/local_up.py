@@ -6,6 +6,8 @@ Prints figures; not a test.
 
     python bench/local_up.py                 # 2 and 4 workers
     python bench/local_up.py --workers 2
+    python bench/local_up.py --workers 2 --bake   # time a local bake (and the image's size) first:
+                                                  # the clusters then launch from that image
 
 Runs in a temporary home (HOME, XDG_*, ANSIBLE_HOME), so your own awsc and Ansible files are
 not touched. Needs root, podman + runc, the node image (make image) and the venv's awsc.
@@ -14,6 +16,7 @@ not touched. Needs root, podman + runc, the node image (make image) and the venv
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -60,12 +63,21 @@ def bench(workers: int, env: dict[str, str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, action="append", help="workers (repeatable; default 2 and 4)")
+    parser.add_argument("--bake", action="store_true", help="bake a local image first and launch from it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="awsc-bench-") as home:
         env = environment(Path(home))
         started, _ = awsc(env, "local", "start")
         print(f"local cloud started in {started:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
         try:
+            if args.bake:
+                baked, _ = awsc(env, "image", "bake", NAME, "--local")
+                _, listed = awsc(env, "image", "ls", "--local", "--json")
+                image = f"localhost/awsc-ami:{json.loads(listed)[0]['id']}"
+                size = subprocess.run(
+                    ["podman", "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True
+                ).stdout.strip()
+                print(f"local bake {baked:.1f} s, image {int(size) / 1e9:.2f} GB ({image})", flush=True)
             for workers in args.workers or [2, 4]:
                 figures = bench(workers, env)
                 print(
@@ -74,7 +86,8 @@ def main() -> None:
                     flush=True,
                 )
         finally:
-            for cleanup in (["down", NAME, "--local", "--delete-volume", "--yes"], ["local", "stop"]):
+            cleanups = [["down", NAME, "--local", "--delete-volume", "--yes"], ["image", "rm", NAME, "--local"]]
+            for cleanup in [*cleanups, ["local", "stop"]]:
                 subprocess.run([AWSC, *cleanup], cwd=ROOT, env=env, capture_output=True)
 
 

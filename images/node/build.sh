@@ -35,10 +35,20 @@ done
 
 rootfs="$(mktemp -d /var/tmp/awsc-node.XXXXXX)"
 trap 'rm -rf --one-file-system "$rootfs"' EXIT
+# debootstrap's and podman's own output go to the log: one line per step here.
+log="${AWSC_NODE_LOG:-/var/tmp/awsc-node-build.log}"
+: >"$log"
+step() {
+  echo "build.sh: $1"
+  shift
+  "$@" >>"$log" 2>&1 || { tail -n 20 "$log" >&2; echo "build.sh: failed, see $log" >&2; exit 1; }
+}
 
 # What a Debian cloud image brings that the roles rely on: systemd, sshd, python3, sudo.
 packages=systemd,systemd-sysv,dbus,openssh-server,python3,sudo,iproute2,iputils-ping,ca-certificates,procps
-debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror"
+step "debootstrap Debian 12 into $rootfs (log: $log)" \
+  debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror"
+echo "build.sh: set up systemd, sshd's first-boot host keys and the hosts file"
 
 cat >"$rootfs/etc/apt/sources.list" <<SOURCES
 deb $mirror bookworm main
@@ -70,6 +80,9 @@ done
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
   "$rootfs"/var/log/*.log "$rootfs"/tmp/*
 
-tar --numeric-owner -C "$rootfs" -c . |
-  podman import --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$image"
+import_rootfs() {
+  tar --numeric-owner -C "$rootfs" -c . |
+    podman import --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$image"
+}
+step "import it into podman as $image" import_rootfs
 echo "build.sh: imported $image"

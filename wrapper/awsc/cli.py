@@ -588,8 +588,9 @@ def down(
         for item in left
     ]
     total = round(sum(item["per_month"] for item in items), 2)
+    images = _images_bill(region)
     if as_json:
-        _emit_json({"cluster": name, "region": region, "leftovers": items, "per_month": total})
+        _emit_json({"cluster": name, "region": region, "leftovers": items, "per_month": total, "images": images})
         return
     if not any(item["type"] == "volume" for item in items):
         # A kept volume keeps the place: `awsc up NAME` finds its data there again.
@@ -597,6 +598,8 @@ def down(
 
         cluster_.forget_place(name)
     out = _console()
+    if images["count"]:
+        out.print(_images_line(images, where.local), markup=False)
     if not items:
         out.print(f"Cluster {name} is gone: nothing is left that bills.")
         return
@@ -732,6 +735,9 @@ def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> N
     if as_json:
         _emit_json(rows)
         return
+    images = _images_bill(region)
+    if images["count"]:
+        typer.echo(_images_line(images, where.local))
     if not rows:
         typer.echo(f"No clusters in {region}.")
         return
@@ -1146,6 +1152,25 @@ def _image_rows(region: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _images_bill(region: str) -> dict[str, Any]:
+    """How many images awsc has baked in the region, and what their snapshots cost (schemas.IMAGES_BILL)."""
+    rows = _image_rows(region)
+    return {
+        "count": len(rows),
+        "snapshot_gib": sum(row["snapshot_gib"] for row in rows),
+        "per_month": round(sum(row["per_month"] for row in rows), 2),
+    }
+
+
+def _images_line(images: dict[str, Any], local: bool) -> str:
+    cost = "free on the local cloud" if local else f"${images['per_month']:.2f}/month"
+    flag = " --local" if local else ""
+    return (
+        f"awsc images: {images['count']}, {images['snapshot_gib']} GiB of snapshots, {cost} "
+        f"(`awsc image ls{flag}` lists them, `awsc image rm NAME{flag}` removes one)."
+    )
+
+
 @image_app.command("bake")
 @command
 def image_bake(
@@ -1165,7 +1190,7 @@ def image_bake(
     config.validate_name(name)
     where = _where(None, local, region, autostart=True)
     region = where.region
-    builder = config.playbook_vars()["builder_instance_type"]
+    builder, root_gib = (config.playbook_vars()[key] for key in ("builder_instance_type", "root_volume_size"))
     if where.local:
         typer.echo("On the local cloud: free, the image is a podman image here.")
     else:
@@ -1175,11 +1200,11 @@ def image_bake(
             f"The builder ({builder}) bills "
             + (f"${hour:.4f}/hour" if hour is not None else "an unknown price")
             + " for the bake's minutes; the image's snapshot about "
-            + f"${pricing.storage_month(table, region, 'snapshot', 8):.2f}/month until `awsc image rm {name}`."
+            + f"${pricing.storage_month(table, region, 'snapshot', root_gib):.2f}/month until `awsc image rm {name}`."
         )
     extravars = {"image_name": name, "region": region, **({"base_ami": base_ami} if base_ami else {})}
-    if where.local and not _run_vars({}).get("runtimes_julia_mirror"):
-        typer.echo("Julia is left out: this machine cannot reach julialang.org.")
+    if where.local and not _run_vars({}).get("runtimes_julia"):
+        typer.echo("Julia is left out: set AWSC_JULIA_MIRROR to a mirror of julialang.org's releases to have it.")
     hint = f"`awsc image bake {name}{' --local' if where.local else ''}` again retries; a failed bake leaves nothing."
     result = _run("bake", f"image.{name}", extravars, region, verbose, [hint], state="_images")
     image = result.fact("awsc_image") or {}

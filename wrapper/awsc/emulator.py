@@ -43,7 +43,8 @@ def _patch_moto() -> None:
             root = instance.block_device_mapping.get(instance.root_device_name)
             size = getattr(root, "size", None) or size
             # The snapshot of an encrypted root volume is encrypted (moto leaves it plain).
-            self.ebs_snapshot.encrypted = str(getattr(root, "encrypted", False)).lower() == "true"
+            if root is not None and root.volume_id:
+                self.ebs_snapshot.encrypted = bool(instance.ec2_backend.get_volume(root.volume_id).encrypted)
             # The local cloud's agent makes the image (podman commit) and then calls EnableImage:
             # until then it is pending, as on EC2 while the snapshot is taken.
             if os.environ.get("AWSC_EMULATOR_IMAGES") == "agent":

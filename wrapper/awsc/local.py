@@ -19,6 +19,9 @@ from awsc.errors import AwscError
 
 IMAGE = "localhost/awsc-node:bookworm"
 REGION = "us-east-1"
+# Julia comes from julialang.org, which this machine may not reach: a mirror in julialang's layout
+# (runtimes_julia_mirror) brings it into the local image; without one it is left out.
+JULIA_MIRROR = os.environ.get("AWSC_JULIA_MIRROR", "")
 # What differs from a launch on AWS, as extra-vars of the playbooks.
 EXTRAVARS = {
     "shared_fs_type": "sshfs",
@@ -27,8 +30,8 @@ EXTRAVARS = {
     # The runtimes come with a baked image (`awsc image bake --local`); installing them on every
     # node from the bare node image would take minutes of apt.
     "configure_runtimes": "{{ awsc_image | default('') | length > 0 }}",
-    # Julia comes from julialang.org, which this machine cannot reach (runtimes_julia_mirror can).
-    "runtimes_julia": False,
+    "runtimes_julia": bool(JULIA_MIRROR),
+    **({"runtimes_julia_mirror": JULIA_MIRROR} if JULIA_MIRROR else {}),
     # An image's NFS server is the one containers can run (the kernel server needs kernel nfsd).
     "shared_fs_nfs_server": "ganesha",
 }

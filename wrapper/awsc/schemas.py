@@ -11,6 +11,7 @@ version. Times are ISO 8601 in UTC; prices are USD (per hour unless the name say
 - ``awsc price --json``         -> :data:`PRICE`: the price table in use.
 - ``awsc spot-history T --json``-> :data:`SPOT_HISTORY`: spot prices, newest first.
 - ``awsc volume ls --json``     -> :data:`VOLUMES`: the volumes awsc made or adopted.
+- ``awsc image ls --json``      -> :data:`IMAGES`: the baked images, oldest first.
 - ``awsc up NAME --json``       -> ``{"estimate": ...}`` (:data:`ESTIMATE`) first; ``--dry-run``: only that.
 """
 
@@ -111,14 +112,22 @@ LEFTOVER = {
     "properties": {"type": {"enum": ["volume", "snapshot"]}, "id": STRING, "size_gib": INTEGER, "per_month": NUMBER},
 }
 
+IMAGES_BILL = {
+    "type": "object",
+    "required": ["count", "snapshot_gib", "per_month"],
+    "properties": {"count": INTEGER, "snapshot_gib": INTEGER, "per_month": NUMBER},
+}
+
 DOWN = {
     "type": "object",
-    "required": ["cluster", "region", "leftovers", "per_month"],
+    "required": ["cluster", "region", "leftovers", "per_month", "images"],
     "properties": {
         "cluster": STRING,
         "region": STRING,
         "leftovers": {"type": "array", "items": LEFTOVER},
         "per_month": NUMBER,
+        # awsc's images in the region: no cluster's, but they bill too (`awsc image ls`).
+        "images": IMAGES_BILL,
     },
 }
 
@@ -209,6 +218,27 @@ VOLUMES = {
             "zone": STRING,
             "state": STRING,
             "attached_to": {"type": "array", "items": STRING},
+            "per_month": NUMBER,
+        },
+    },
+}
+
+IMAGES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name", "id", "created", "state", "digest", "matches", "snapshots", "snapshot_gib", "per_month"],
+        "properties": {
+            "name": STRING,
+            "id": STRING,
+            "created": STRING,
+            "state": STRING,
+            "digest": STRING,
+            "collection": STRING,
+            # Its digest is the installed roles': launches pick it by default.
+            "matches": {"type": "boolean"},
+            "snapshots": {"type": "array", "items": STRING},
+            "snapshot_gib": INTEGER,
             "per_month": NUMBER,
         },
     },

@@ -1,0 +1,162 @@
+"""Baked images on the local cloud, through `awsc` and the playbook: the builder is a real
+container, the image a `podman commit` of it, and a cluster launched from it configures without
+installing a package and runs R, MPI, Fortran and Python jobs across its workers.
+
+One story in file order, with a local cloud of its own."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+from conftest import REPO, VENV_BIN, isolated_env
+from test_local_cloud import awsc, our_containers, run_awsc, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def podman_images() -> list[str]:
+    out = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/awsc-ami"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    assert not our_containers(), "containers of an earlier local cloud are still there"
+    home = tmp_path_factory.mktemp("images")
+    env = dict(isolated_env(home, None), CONTAINERS_CONF=str(REPO / "images/containers.conf"))
+    before = set(podman_images())
+    yield env
+    awsc(env, "down", "bk", "--delete-volume", "--yes", check=False)
+    awsc(env, "image", "rm", "img", "--local", check=False)
+    awsc(env, "local", "stop", check=False)
+    for name in our_containers():
+        subprocess.run(["podman", "rm", "-f", name], check=False)
+    for image in set(podman_images()) - before:
+        subprocess.run(["podman", "rmi", "-f", image], check=False)
+
+
+def ec2(env):
+    port = (Path(env["XDG_STATE_HOME"]) / "awsc/local/emulator.port").read_text().strip()
+    return boto3.client(
+        "ec2",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+
+def builder_leftovers(client, image: str) -> list[str]:
+    tag = [{"Name": "tag:awsc:image", "Values": [image]}]
+    alive = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    found = [
+        i["InstanceId"] for r in client.describe_instances(Filters=tag + alive)["Reservations"] for i in r["Instances"]
+    ]
+    found += [g["GroupId"] for g in client.describe_security_groups(Filters=tag)["SecurityGroups"]]
+    found += [k["KeyName"] for k in client.describe_key_pairs(Filters=tag)["KeyPairs"]]
+    return found
+
+
+def images_named(client, image: str) -> list[dict]:
+    return client.describe_images(Owners=["self"], Filters=[{"Name": "tag:awsc:image", "Values": [image]}])["Images"]
+
+
+def newest_run(env, state: str, verb: str) -> str:
+    runs = sorted((Path(env["XDG_STATE_HOME"]) / "awsc" / state / "runs").glob(f"*-{verb}"))
+    return next(runs[-1].glob("artifacts/*/stdout")).read_text()
+
+
+def changed_tasks(log: str) -> list[str]:
+    """The tasks of an Ansible log that changed something on some host."""
+    tasks = re.split(r"^TASK \[", log, flags=re.M)[1:]
+    return [t.split("]", 1)[0] for t in tasks if re.search(r"^changed: ", t, flags=re.M)]
+
+
+def test_a_failing_bake_leaves_nothing_and_says_why(env):
+    """The playbook alone (no awsc), with a package that does not exist."""
+    from awsc import local
+
+    awsc(env, "local", "start")
+    address = "http://127.0.0.1:" + (Path(env["XDG_STATE_HOME"]) / "awsc/local/emulator.port").read_text().strip()
+    run_env = dict(env, **local.environment(address))
+    extra = {**local.EXTRAVARS, "image_name": "broken", "common_packages": ["awsc-no-such-package"]}
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "playbooks/bake.yml", "-e", json.dumps(extra)],
+        cwd=REPO,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode != 0
+    assert "The image broken was not made, and nothing of its builder is left" in proc.stdout
+    assert "awsc-no-such-package" in proc.stdout
+    client = ec2(env)
+    assert builder_leftovers(client, "broken") == []
+    assert images_named(client, "broken") == []
+    wait_until(lambda: not our_containers(), timeout=60)
+
+
+def test_bake_makes_one_encrypted_image_and_removes_its_builder(env):
+    out = awsc(env, "image", "bake", "img", "--local", timeout=1800)
+    client = ec2(env)
+    made = images_named(client, "img")
+    assert len(made) == 1
+    tags = {t["Key"]: t["Value"] for t in made[0]["Tags"]}
+    assert tags["awsc:digest"] == re.search(r"digest ([0-9a-f]{16})", newest_run(env, "_images", "bake")).group(1)
+    assert tags["awsc:collection"] and tags["awsc:user"] == "admin" and int(tags["awsc:packages"]) > 300
+    snapshot = made[0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    assert client.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["Encrypted"]
+    assert f"localhost/awsc-ami:{made[0]['ImageId']}" in podman_images()
+    assert builder_leftovers(client, "img") == []
+    wait_until(lambda: not our_containers(), timeout=60)
+    assert "Julia is left out" in out
+
+    listed = json.loads(awsc(env, "image", "ls", "--local", "--json"))
+    assert [(i["name"], i["id"], i["matches"]) for i in listed] == [("img", made[0]["ImageId"], True)]
+
+    awsc(env, "image", "bake", "img", "--local")
+    assert "changed=0" in newest_run(env, "_images", "bake").split("PLAY RECAP")[-1]
+    assert len(images_named(client, "img")) == 1
+
+
+def test_a_cluster_from_the_image_installs_nothing_and_runs_r_mpi_fortran_python(env):
+    out = run_awsc(env, "up", "bk", "--local", "-n", "2", "--yes", timeout=1800)
+    assert "Image: img (" in out.stdout
+    changed = changed_tasks(newest_run(env, "bk", "launch"))
+    assert changed, "the launch changed nothing at all: the log was not read"
+    assert [t for t in changed if "packages" in t or "Install the packages" in t] == []
+
+    awsc(env, "put", "bk", str(REPO / "scripts/jobs.sh"), "/tmp/jobs.sh")
+    jobs = awsc(env, "ssh", "bk", "--", "sudo -iu awsc bash /tmp/jobs.sh", timeout=600)
+    assert re.search(r"^node001\nnode002$", jobs, flags=re.M)
+    assert "mpi rank 0 of 2 on node001" in jobs and "mpi rank 1 of 2 on node002" in jobs
+    assert "r package awschello from /data/R/library/awschello on node002" in jobs
+    assert "fortran on node001" in jobs
+    assert re.search(r"python numpy \S+ mpi4py \S+ on node001", jobs)
+
+
+def test_images_survive_a_restart_and_image_rm_leaves_nothing(env):
+    awsc(env, "down", "bk", "--delete-volume", "--yes")
+    awsc(env, "local", "stop")
+    awsc(env, "local", "start")
+    client = ec2(env)
+    wait_until(lambda: len(images_named(client, "img")) == 1, timeout=30)
+    again = images_named(client, "img")[0]
+    assert f"localhost/awsc-ami:{again['ImageId']}" in podman_images()
+    snapshot = again["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+
+    awsc(env, "image", "rm", "img", "--local")
+    assert images_named(client, "img") == []
+    assert snapshot not in {s["SnapshotId"] for s in client.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    again = again["ImageId"]
+    wait_until(lambda: f"localhost/awsc-ami:{again}" not in podman_images(), timeout=30)
+    assert "No awsc images" in awsc(env, "image", "ls", "--local")
