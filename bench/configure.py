@@ -132,7 +132,7 @@ def run_configure(inventory: Path, env: dict[str, str], log: Path, baked: bool) 
         "ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "configure.yml"),
         "-e", "shared_fs_type=sshfs",
         # The bare image has no runtimes (minutes of apt); a baked one has them, Julia aside.
-        "-e", f"configure_runtimes={str(baked).lower()}", "-e", "runtimes_julia=false",
+        "-e", json.dumps({"configure_runtimes": baked, "runtimes_julia": False}),
     ]  # fmt: skip
     start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, env=env, text=True, capture_output=True)

@@ -34,7 +34,8 @@ def env(tmp_path_factory):
     env = dict(isolated_env(home, None), CONTAINERS_CONF=str(REPO / "images/containers.conf"))
     before = set(podman_images())
     yield env
-    awsc(env, "down", "bk", "--delete-volume", "--yes", check=False)
+    for cluster in ("bk", "after"):
+        awsc(env, "down", cluster, "--delete-volume", "--yes", check=False)
     awsc(env, "image", "rm", "img", "--local", check=False)
     awsc(env, "local", "stop", check=False)
     for name in our_containers():
@@ -152,6 +153,10 @@ def test_images_survive_a_restart_and_image_rm_leaves_nothing(env):
     wait_until(lambda: len(images_named(client, "img")) == 1, timeout=30)
     again = images_named(client, "img")[0]
     assert f"localhost/awsc-ami:{again['ImageId']}" in podman_images()
+    # What a launch checks of it (provision-only: the containers boot from it, nothing is configured).
+    up = awsc(env, "up", "after", "--local", "-n", "0", "--provision-only", "--yes")
+    assert f"Image: img ({again['ImageId']})" in up
+    awsc(env, "down", "after", "--delete-volume", "--yes")
     snapshot = again["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
 
     awsc(env, "image", "rm", "img", "--local")

@@ -50,6 +50,9 @@ def _patch_moto() -> None:
             if os.environ.get("AWSC_EMULATOR_IMAGES") == "agent":
                 self.state = "pending"
         self.ebs_snapshot.volume.size = int(size)
+        # moto's RegisterImage keeps only the name and description (the local cloud's agent
+        # registers kept images again with it); EC2 always reports an architecture.
+        self.architecture = self.architecture or "x86_64"
 
     amis.Ami.__init__ = ami_init
 
