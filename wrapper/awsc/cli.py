@@ -239,6 +239,7 @@ def _image_note(region: str, settings: dict[str, Any], ec2) -> str:
     if settings.get("ami"):
         return f"Image: AMI {settings['ami']}, as asked."
     images = cloud.images(region, ec2)
+    digest = config.image_digest(_run_vars(settings))
     wanted = settings.get("image")
     if wanted:
         named = [i for i in images if wanted in (i["name"], i["id"])]
@@ -248,10 +249,9 @@ def _image_note(region: str, settings: dict[str, Any], ec2) -> str:
                 f"`awsc image bake {wanted}{flag}` makes it."
             )
         found = named[-1]
-        if found["digest"] != config.image_digest(_run_vars(settings)):
+        if found["digest"] != digest:
             return f"Image: {found['name']} ({found['id']}), baked from other roles: configure installs the difference."
         return f"Image: {found['name']} ({found['id']}): {ready}."
-    digest = config.image_digest(_run_vars(settings))
     matching = [i for i in images if i["digest"] == digest and i["state"] == "available"]
     if matching:
         return f"Image: {matching[-1]['name']} ({matching[-1]['id']}): {ready}."
