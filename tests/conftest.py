@@ -37,6 +37,11 @@ def ec2(emulator):
     return emulator.client()
 
 
+@pytest.fixture(scope="session")
+def iam(emulator):
+    return emulator.client("iam")
+
+
 def isolated_env(home: Path, endpoint: str | None) -> dict[str, str]:
     """The environment of an Ansible run: nothing from the user's home, no way out."""
     env = {

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 from conftest import (
     CALLER_CIDR,
@@ -35,15 +36,20 @@ SECRET = "awsc-test-secret-Zq81xKpW0"
 
 
 def world(ec2) -> dict[str, set[str]]:
-    """Everything in the region that exists (terminated instances and deleted volumes do not)."""
+    """Everything in the region that exists (terminated instances and deleted volumes do not),
+    and the account's IAM roles and instance profiles."""
     pages = ec2.get_paginator("describe_instances").paginate(
         Filters=[{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
     )
+    iam = boto3.client("iam", endpoint_url=ec2.meta.endpoint_url, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
     return {
         "instances": {i["InstanceId"] for page in pages for r in page["Reservations"] for i in r["Instances"]},
         "volumes": {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]},
         "groups": {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]},
         "keys": {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]},
+        "roles": {r["RoleName"] for r in iam.list_roles()["Roles"]},
+        "profiles": {p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]},
     }
 
 
@@ -123,6 +129,15 @@ HOSTILE = [
     ("neg", {"volume_size": 100000}, 'Invalid volume_size "100000"'),
     ("neg", {"root_volume_size": 0}, 'Invalid root_volume_size "0"'),
     ("neg", {"root_volume_size": 5}, "root_volume_size 5 GiB is smaller than the 8 GiB root snapshot of ami-"),
+    ("neg", {"max_workers": -1}, 'Invalid max_workers "-1": pass a whole number from 0 to 1000, e.g. -e max_workers=8'),
+    (
+        "neg",
+        {"workers": 2, "max_workers": 1},
+        "Invalid max_workers 1: it counts the always-on workers too, so pass at least workers (2), e.g. -e max_workers",
+    ),
+    ("neg", {"max_workers": 4, "scheduler": "sge"}, "Elastic workers (max_workers above workers) need scheduler=slurm"),
+    ("neg", {"max_workers": 4, "idle_minutes": 0}, 'Invalid idle_minutes "0": pass a whole number from 1 to 1440'),
+    ("neg", {"max_workers": 4, "resume_timeout": 10}, 'Invalid resume_timeout "10": pass a whole number from 60'),
     ("neg", {"spot_max_price": "cheap"}, 'Invalid spot_max_price "cheap": pass the most you pay per worker-hour'),
     ("neg", {"spot_max_price": "-0.1"}, 'Invalid spot_max_price "-0.1"'),
     ("neg", {"spot_max_price": "0"}, 'Invalid spot_max_price "0"'),

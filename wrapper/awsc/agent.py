@@ -255,7 +255,11 @@ class Agent:
             container = containers.get(image.get("SourceInstanceId", ""))
             if image["State"] != "pending" or container is None:
                 continue
-            podman("commit", "--quiet", container.name, f"{AMI_REPOSITORY}:{image['ImageId']}")
+            # The builder's label would mark every container of the image as that (gone) instance's.
+            podman(
+                "commit", "--quiet", "--change", f"LABEL {LABEL}=", container.name,
+                f"{AMI_REPOSITORY}:{image['ImageId']}",
+            )  # fmt: skip
             keep = {k: image.get(k) for k in ("Name", "Description", "Tags")}
             (self.images_dir / f"{image['ImageId']}.json").write_text(json.dumps(keep, sort_keys=True))
             self.ec2.enable_image(ImageId=image["ImageId"])

@@ -1334,10 +1334,17 @@ def spot_history(
 def doctor(
     template: Annotated[str | None, typer.Option("--template", "-t", help="Check for this template.")] = None,
     region: Region = None,
+    policy: Annotated[
+        bool, typer.Option("--policy", help="Print the IAM policy awsc needs (instead of administrator rights).")
+    ] = False,
 ) -> None:
-    """Check credentials, region, keys, AMI, quota."""
+    """Check credentials, region, keys, AMI, quota; or print the IAM policy awsc needs."""
+    from awsc import config as config_
     from awsc import doctor as checks
 
+    if policy:
+        typer.echo(json.dumps(config_.user_policy(), indent=2))
+        return
     cfg = _config()
     settings = cfg.resolve(template, {"region": region})
     if region is None and "region" not in cfg.explicit(template):

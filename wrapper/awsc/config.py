@@ -87,6 +87,13 @@ spot_max_price = "0.10"
 
 
 @functools.cache
+def user_policy() -> dict[str, Any]:
+    """The IAM policy awsc needs in the user's account (playbooks/vars/user_policy.yml)."""
+    import yaml
+
+    return yaml.safe_load(paths.playbook("vars/user_policy").read_text())["awsc_user_policy"]
+
+
 def spec() -> dict[str, Any]:
     """The playbooks' contract (playbooks/vars/spec.yml): argument spec, ranges and patterns."""
     import yaml
@@ -154,7 +161,9 @@ def check(settings: dict[str, Any]) -> None:
     if result.error_messages:
         raise AwscError(f"Invalid settings: {'; '.join(result.error_messages)}.")
     for key, limits in contract["awsc_ranges"].items():
-        value = str(settings.get(key, ""))
+        if key not in settings:  # a default the playbooks derive (max_workers)
+            continue
+        value = str(settings[key])
         if not re.match(r"^-?[0-9]+\Z", value) or not limits["min"] <= int(value) <= limits["max"]:
             raise AwscError(
                 f"Invalid {key} {json.dumps(value)}: pass a whole number from {limits['min']} to {limits['max']}, "
@@ -199,9 +208,10 @@ def settings_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 
 
 def playbook_defaults() -> dict[str, Any]:
-    """The playbooks' public defaults, read from playbooks/vars/cluster.yml (one source of truth)."""
+    """The playbooks' public defaults, read from playbooks/vars/cluster.yml (one source of truth).
+    A default made from another setting (max_workers: the workers) is left to the playbooks."""
     known = cluster_settings()
-    return {k: v for k, v in playbook_vars().items() if k in known}
+    return {k: v for k, v in playbook_vars().items() if k in known and not (isinstance(v, str) and "{{" in v)}
 
 
 class Config:
