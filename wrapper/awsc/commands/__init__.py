@@ -1,0 +1,1 @@
+"""The `awsc` commands, one module per subject (awsc.cli only puts them together)."""
