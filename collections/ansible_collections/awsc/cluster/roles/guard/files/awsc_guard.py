@@ -75,8 +75,13 @@ def postpone(memory: Memory, limits: Limits, launched_at: float, now: float, sec
     if deadline is not None:
         until = min(until, deadline)
     memory.postponed_until = until
-    memory.warned = [w for w in memory.warned if not w.startswith("idle")]
+    _forget_idle_warnings(memory)
     return until
+
+
+def _forget_idle_warnings(memory: Memory) -> None:
+    """A new idle period (after a job, or a postpone) warns again."""
+    memory.warned = [w for w in memory.warned if not w.startswith("idle")]
 
 
 def _minutes(seconds: float) -> str:
@@ -102,7 +107,7 @@ def decide(limits: Limits, per_hour: float, launched_at: float, now: float, busy
     """One check: updates `memory` and says what to do."""
     if busy:
         memory.idle_since = None
-        memory.warned = [w for w in memory.warned if not w.startswith("idle")]
+        _forget_idle_warnings(memory)
     elif memory.idle_since is None or memory.idle_since > now:  # idle from now (or the clock went back)
         memory.idle_since = now
     deadlines = _deadlines(limits, per_hour, launched_at, now, memory)
