@@ -141,6 +141,14 @@ def tags(resource: dict) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
+def shutdown_behaviour(ec2, instance: dict) -> str:
+    """What EC2 does when the instance powers itself off: stop or terminate."""
+    found = ec2.describe_instance_attribute(
+        InstanceId=instance["InstanceId"], Attribute="instanceInitiatedShutdownBehavior"
+    )
+    return found["InstanceInitiatedShutdownBehavior"]["Value"]
+
+
 def by_node(ec2, name) -> dict[str, dict]:
     """The cluster's live instances by their awsc:node tag (master, node001, ...)."""
     return {tags(i).get("awsc:node", i["InstanceId"]): i for i in instances(ec2, name)}

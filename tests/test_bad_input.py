@@ -31,6 +31,19 @@ def flat(text: str) -> str:
         # HTTPS_PROXY points at a closed port, so the public IP look-up fails as it would offline.
         ("noip", {"ssh_cidr": ""}, "Could not find your public IP at https://checkip.amazonaws.com"),
         ("badzone", {"availability_zone": "us-east-1q"}, "The default VPC has no subnet in zone 'us-east-1q'"),
+        # The guard's limits.
+        ("badidle", {"idle_shutdown": -5}, 'Invalid idle_shutdown "-5": pass a whole number from 0 to 10080'),
+        ("badttl", {"ttl": "8h"}, 'Invalid ttl "8h": pass the hours the cluster may run, a positive number'),
+        ("badbudget", {"budget": "-3"}, 'Invalid budget "-3": pass the most the cluster may cost in USD'),
+        ("shortttl", {"ttl": "0.5"}, "Invalid ttl 0.5: it is shorter than idle_shutdown (60 minutes), so pass"),
+        ("noprice", {"budget": "5"}, "A budget needs the cluster's price: launch with awsc"),
+        ("lowbudget", {"budget": "0.01", "cost_per_hour": "0.05"}, "Invalid budget 0.01: it is below the first hour's"),
+        ("badlimit", {"on_limit": "reboot"}, "value of on_limit must be one of: terminate, stop, got: reboot"),
+        (
+            "spotstop",
+            {"on_limit": "stop", "spot_max_price": "0.01"},
+            "Spot workers cannot be stopped: pass -e on_limit",
+        ),
     ],
 )
 def test_bad_input_names_the_fix_and_creates_nothing(ec2, env, name, extra, message):

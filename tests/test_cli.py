@@ -102,7 +102,10 @@ def test_help_lists_the_commands_without_loading_ansible_runner_or_boto3(fenv):
 
 def test_shell_completion(fenv):
     program = str(VENV_BIN / "awsc")
-    script = subprocess.run([program, "--show-completion", "bash"], env=fenv, capture_output=True, text=True)
+    # Typer's own switch: --show-completion takes the shell named, instead of guessing it from
+    # the process tree (which has no shell under pytest-xdist).
+    shown = dict(fenv, _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
+    script = subprocess.run([program, "--show-completion", "bash"], env=shown, capture_output=True, text=True)
     assert "_awsc_completion" in script.stdout, (script.returncode, script.stderr)
     env = dict(fenv, _AWSC_COMPLETE="complete_bash", COMP_WORDS="awsc volume ", COMP_CWORD="2")
     words = subprocess.run([program], env=env, capture_output=True, text=True).stdout.split()
@@ -149,6 +152,15 @@ def test_bad_config_is_one_line(fenv, toml, args, message):
 
 
 # ---- prices --------------------------------------------------------------------------------------
+
+
+def test_the_estimate_says_what_a_forgotten_cluster_costs(fenv):
+    # 3 × t3.micro, 3 public IPv4, 40 GiB: $0.0506/hour, for the guard's 60 idle minutes at most.
+    out = ok(fenv, "up", "lost", "--dry-run").stdout
+    assert "Forgotten: at most $0.05 after its last job or login (the guard ends it after 60 idle minutes)." in out
+    out = ok(fenv, "up", "lost", "--dry-run", "--idle-shutdown", "0").stdout
+    assert "Forgotten: it bills until `awsc down lost` (idle_shutdown is 0: no idle shutdown)." in out
+    assert 'Invalid ttl "8h": pass the hours the cluster may run' in refused(fenv, "up", "lost", "--ttl", "8h")
 
 
 def test_spot_estimate_from_the_emulators_spot_history(fenv):

@@ -66,6 +66,15 @@ def builder_leftovers(client, image: str) -> list[str]:
     return found
 
 
+def instances(client, cluster: str) -> list[dict]:
+    """The cluster's instances that are not terminated."""
+    filters = [
+        {"Name": "tag:awsc:cluster", "Values": [cluster]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+    ]
+    return [i for r in client.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
+
+
 def images_named(client, image: str) -> list[dict]:
     return client.describe_images(Owners=["self"], Filters=[{"Name": "tag:awsc:image", "Values": [image]}])["Images"]
 
@@ -130,7 +139,8 @@ def test_bake_makes_one_encrypted_image_and_removes_its_builder(env):
 
 
 def test_a_cluster_from_the_image_installs_nothing_and_runs_r_mpi_fortran_python(env):
-    out = run_awsc(env, "up", "bk", "--local", "-n", "2", "--yes", timeout=1800)
+    # Its guard ends it after 2 idle minutes (the next test).
+    out = run_awsc(env, "up", "bk", "--local", "-n", "2", "--idle-shutdown", "2", "--yes", timeout=1800)
     assert "Image: img (" in out.stdout
     changed = changed_tasks(newest_run(env, "bk", "launch"))
     assert changed, "the launch changed nothing at all: the log was not read"
@@ -145,7 +155,25 @@ def test_a_cluster_from_the_image_installs_nothing_and_runs_r_mpi_fortran_python
     assert re.search(r"python numpy \S+ mpi4py \S+ on node001", jobs)
 
 
+def test_an_idle_cluster_ends_itself_and_keeps_its_data(env):
+    """The guard on the master, unchanged: 2 minutes with no job and no login, then it powers the
+    workers off and the master, and their shutdown behaviour (terminate) ends the instances."""
+    awsc(env, "ssh", "bk", "--", "echo before | sudo -u awsc tee /data/before.txt")
+    client = ec2(env)
+    data = [{"Name": "tag:awsc:cluster", "Values": ["bk"]}, {"Name": "tag:awsc:role", "Values": ["data"]}]
+    [volume] = client.describe_volumes(Filters=data)["Volumes"]
+    wait_until(lambda: instances(client, "bk") == [], timeout=420)
+    wait_until(lambda: not our_containers(), timeout=60)
+    assert client.describe_volumes(VolumeIds=[volume["VolumeId"]])["Volumes"][0]["State"] == "available"
+    # On the kept volume: the file written before, and why the cluster ended.
+    image = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes" / f"{volume['VolumeId']}.img"
+    for path in ("/before.txt", "/.awsc/ended"):
+        out = subprocess.run(["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, text=True, check=True)
+        assert ("before" if path == "/before.txt" else '"reason": "idle"') in out.stdout, out
+
+
 def test_images_survive_a_restart_and_image_rm_leaves_nothing(env):
+    # What the guard left (security group, key pair, the volume) goes.
     awsc(env, "down", "bk", "--delete-volume", "--yes")
     awsc(env, "local", "stop")
     awsc(env, "local", "start")
@@ -156,6 +184,12 @@ def test_images_survive_a_restart_and_image_rm_leaves_nothing(env):
     # What a launch checks of it (provision-only: the containers boot from it, nothing is configured).
     up = awsc(env, "up", "after", "--local", "-n", "0", "--provision-only", "--yes")
     assert f"Image: img ({again['ImageId']})" in up
+    # A node that powers itself off (as the guard makes them) ends as its launch asked, here
+    # terminate (on_limit's default): the agent does what EC2's hypervisor does.
+    [master] = instances(client, "after")
+    subprocess.run(["podman", "exec", f"awsc-{master['InstanceId']}", "systemctl", "poweroff"], check=True)
+    wait_until(lambda: instances(client, "after") == [], timeout=60)
+    wait_until(lambda: not our_containers(), timeout=60)
     awsc(env, "down", "after", "--delete-volume", "--yes")
     snapshot = again["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
 

@@ -19,6 +19,7 @@ from conftest import (
     isolated_env,
     provision,
     run_playbook,
+    shutdown_behaviour,
     tagged_resources,
     tags,
     terminate,
@@ -76,6 +77,8 @@ def test_provision_creates_master_workers_key_group_and_volume(alpha, ec2, modul
         assert inst["ImageId"] == NEWEST_DEBIAN_AMI
         assert inst["InstanceType"] == ("t3.small" if role == "master" else "t3.micro")
         assert inst["MetadataOptions"]["HttpTokens"] == "required"
+        # The guard ends the cluster by powering its nodes off: EC2 then terminates them (on_limit).
+        assert shutdown_behaviour(ec2, inst) == "terminate"
         assert inst["KeyName"] == "awsc-alpha"
         # All nodes share one placement, so the data volume can follow the master.
         assert inst["Placement"]["AvailabilityZone"] == "us-east-1a"
@@ -128,6 +131,14 @@ def test_provision_creates_master_workers_key_group_and_volume(alpha, ec2, modul
 
     # The data volume: encrypted, tagged, attached to the master, which names it in a tag.
     master = nodes["master"]
+    # The guard's settings, kept on the master for configure (and `awsc up` again): the defaults.
+    guard = ("awsc:idle-shutdown", "awsc:ttl", "awsc:budget", "awsc:on-limit")
+    assert {k: v for k, v in tags(master).items() if k in guard} == {
+        "awsc:idle-shutdown": "60",
+        "awsc:ttl": "",
+        "awsc:budget": "",
+        "awsc:on-limit": "terminate",
+    }
     volume_id = tags(master)["awsc:data-volume"]
     volume = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
     assert volume["Encrypted"] is True
@@ -365,12 +376,18 @@ def test_galaxy_build_contains_roles_and_playbooks_addressable_by_fqcn(env, tmp_
 
 
 def test_stop_and_start(ec2, env):
-    provision(env, "sleepy", workers=1)
+    # on_limit=stop: a node that powers itself off (the guard) is stopped, not terminated.
+    provision(env, "sleepy", workers=1, on_limit="stop", idle_shutdown=30, ttl="1.5")
+    for inst in instances(ec2, "sleepy"):
+        assert shutdown_behaviour(ec2, inst) == "stop"
     run = run_playbook("playbooks/stop.yml", env, name="sleepy")
     assert {i["State"]["Name"] for i in instances(ec2, "sleepy")} == {"stopped"}
     assert "its instances no longer bill, but its 3 EBS volume(s) (30 GiB)" in " ".join(run.out.split())
+    stopped_launch = {i["InstanceId"]: i["LaunchTime"] for i in instances(ec2, "sleepy")}
     run_playbook("playbooks/start.yml", env, name="sleepy")
     assert {i["State"]["Name"] for i in instances(ec2, "sleepy")} == {"running"}
+    # As on EC2, a start is a new launch time (the agent tells a node powered off since by it).
+    assert all(i["LaunchTime"] > stopped_launch[i["InstanceId"]] for i in instances(ec2, "sleepy"))
     terminate(env, "sleepy", delete_volume=True)
     assert tagged_resources(ec2, "sleepy") == []
 

@@ -5,7 +5,9 @@ It polls the emulator and reconciles podman with it, as EC2's hypervisor and clo
   whose addresses are the VPC's, at the instance's private address;
 - its key pair's public key is installed for the image's login user, and the host keys its
   cloud-config user data gives (`ssh_keys`) are the node's before sshd starts (what cloud-init does);
-- stopping, starting and terminating the instance stop, start and remove the container;
+- stopping, starting and terminating the instance stop, start and remove the container; a node
+  that powers itself off is stopped or terminated as its InstanceInitiatedShutdownBehavior says
+  (EC2's hypervisor does the same), while a container that was killed or crashed boots again;
 - a volume is a sparse file under the state folder, behind a loop device; attached, it appears in
   the instance's container at its attachment device (/dev/xvdf); deleted, file and loop go;
 - CreateImage is `podman commit` of the instance's container to localhost/awsc-ami:AMI_ID, and an
@@ -49,6 +51,8 @@ LOGIN_USER = "admin"
 LOOP_MAJOR = 7
 GIB = 1024**3
 # What it takes to create a volume again (kept beside its file), besides its tags.
+# How systemd ends in a container when told to stop (poweroff, or SIGRTMIN+3 from podman stop).
+CLEAN_EXITS = (0, 130)
 VOLUME_SETTINGS = ("Size", "AvailabilityZone", "Encrypted", "VolumeType")
 
 
@@ -67,6 +71,14 @@ def detach_loops(image: Path) -> None:
 class Container:
     name: str
     running: bool
+    exit_code: int | None = None
+    exited_at: float = 0.0
+
+    def powered_off_since(self, launch_time: float) -> bool:
+        """systemd ended cleanly after the instance's last start: the node powered itself off, which
+        EC2 turns into the instance's shutdown behaviour. (systemd exits 130 in a container, on
+        poweroff as on `podman stop`; killed, or crashed, it does not: such a node boots again.)"""
+        return not self.running and self.exit_code in CLEAN_EXITS and self.exited_at >= launch_time
 
 
 class Agent:
@@ -91,7 +103,12 @@ class Agent:
     def containers(self) -> dict[str, Container]:
         listed = json.loads(podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "json") or "[]")
         return {
-            c["Labels"][LABEL]: Container(c["Names"][0], c["State"] == "running")
+            c["Labels"][LABEL]: Container(
+                c["Names"][0],
+                c["State"] == "running",
+                c.get("ExitCode") if c["State"] == "exited" else None,
+                float(c.get("ExitedAt") or 0),
+            )
             for c in listed
             if c.get("Labels", {}).get(LABEL)
         }
@@ -154,6 +171,20 @@ class Agent:
                 tar.addfile(info, io.BytesIO(data))
         subprocess.run(
             ["podman", "cp", "-", f"{container}:/etc/ssh"], input=archive.getvalue(), check=True, capture_output=True
+        )
+
+    def shut_down(self, instance_id: str) -> None:
+        """A node that powered itself off: stopped or terminated, as its launch asked (EC2's default: stop)."""
+        found = self.ec2.describe_instance_attribute(
+            InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
+        )
+        if found["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate":
+            self.ec2.terminate_instances(InstanceIds=[instance_id])
+        else:
+            self.ec2.stop_instances(InstanceIds=[instance_id])
+        print(
+            f"awsc agent: {instance_id} powered itself off: {found['InstanceInitiatedShutdownBehavior']['Value']}",
+            flush=True,
         )
 
     def start(self, container: str) -> None:
@@ -297,6 +328,8 @@ class Agent:
                 known.add(iid)
                 if container is None:
                     self.create(instance)
+                elif state == "running" and container.powered_off_since(instance["LaunchTime"].timestamp()):
+                    self.shut_down(iid)
                 elif not container.running:
                     self.start(container.name)
             elif state in ("stopping", "stopped"):

@@ -64,6 +64,11 @@ worker_instance_type = "t3.micro"
 volume_size = 10           # GiB of /data, kept by `awsc down` unless --delete-volume
 root_volume_size = 10      # GiB of each node's system disk
 scheduler = "slurm"
+# The guard on the master ends the cluster after idle_shutdown minutes with no job and no login
+# (0: never), ttl hours after its launch, or once it has cost budget USD; the /data volume stays.
+idle_shutdown = 60
+# ttl = 8
+# budget = 5
 # ami = "ami-..."          # empty: the newest official Debian 12 of the region
 # key_name = "my-key"      # an EC2 key pair of yours; empty: awsc creates awsc-NAME
 # public_key_file = "~/.ssh/id_ed25519.pub"
@@ -175,6 +180,13 @@ def check(settings: dict[str, Any]) -> None:
             f"Invalid spot_max_price {json.dumps(price)}: pass the most you pay per worker-hour in USD, "
             "a positive number such as 0.05."
         )
+    for key, number in contract["awsc_numbers"].items():
+        value = str(settings.get(key) or "")
+        if value and (not re.match(contract["awsc_price_pattern"], value) or float(value) <= 0):
+            raise AwscError(
+                f"Invalid {key} {json.dumps(value)}: pass {number['what']}, a positive number such as "
+                f"{number['example']} (or leave it empty for none)."
+            )
     if settings.get("ssh_cidr"):
         error = cidr_check(settings["ssh_cidr"], bool(settings.get("ssh_from_anywhere")))["error"]
         if error:

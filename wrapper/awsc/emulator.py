@@ -80,6 +80,7 @@ def _patch_moto() -> None:
 
     # EC2 launches a spot instance when the launch template asks for the spot market; moto reads
     # the market only from RunInstances' own parameters.
+    from moto.core.utils import utcnow
     from moto.ec2.models import instances
 
     original_run = instances.InstanceBackend.run_instances
@@ -92,6 +93,18 @@ def _patch_moto() -> None:
         return original_run(self, image_id, count, user_data, security_group_names, **kwargs)
 
     instances.InstanceBackend.run_instances = run_instances
+
+    # EC2 sets LaunchTime again whenever a stopped instance starts (moto keeps the first): the
+    # local cloud's agent tells a node powered off since from one stopped before.
+    original_start = instances.Instance.start
+
+    def start(self):
+        previous = original_start(self)
+        if previous.name != "running":
+            self.launch_time = utcnow()
+        return previous
+
+    instances.Instance.start = start
 
     # CreateLaunchTemplate's TagSpecifications tag the template; moto also copies them into the
     # first version's data, so the next run that sends the same data sees a difference and makes

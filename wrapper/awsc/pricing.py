@@ -63,6 +63,14 @@ class Estimate:
         return sum(line.per_hour or 0.0 for line in self.lines)
 
     @property
+    def most_per_hour(self) -> float:
+        """The most it can cost per hour (spot workers at their maximum): what the guard's budget counts."""
+        spot = next((x for x in self.lines if x.note.startswith("spot")), None)
+        if spot is None or self.spot_max_hour is None:
+            return self.per_hour
+        return self.per_hour - (spot.per_hour or 0.0) + self.spot_max_hour
+
+    @property
     def per_month(self) -> float:
         return self.per_hour * HOURS_PER_MONTH
 

@@ -49,6 +49,25 @@ def _print_estimate(est, threshold: float) -> None:
     out.print(f"  Stopped, the volumes still cost ${est.storage_month:.2f}/month.", markup=False)
 
 
+def _price_for_the_guard(settings: dict[str, Any], est) -> None:
+    """The guard's budget counts with the most the cluster can cost per hour (on the local cloud:
+    what it stands for on AWS); unknown prices leave the setting as it was."""
+    if est.complete:
+        settings["cost_per_hour"] = f"{est.most_per_hour:.6f}"
+
+
+def _print_worst_case(name: str, est, settings: dict[str, Any]) -> None:
+    """What a cluster left running costs before its guard ends it."""
+    minutes = int(settings["idle_shutdown"])
+    if minutes:
+        typer.echo(
+            f"  Forgotten: at most ${est.most_per_hour * minutes / 60:.2f} after its last job or login "
+            f"(the guard ends it after {minutes} idle minutes)."
+        )
+    else:
+        typer.echo(f"  Forgotten: it bills until `awsc down {name}` (idle_shutdown is 0: no idle shutdown).")
+
+
 def _compare(name: str, region: str, members, settings: dict[str, Any], explicit: set[str]) -> None:
     """`up` of an existing cluster must ask for the cluster it is: refuse settings that differ.
 
@@ -140,6 +159,15 @@ def up(
         bool | None, typer.Option("--ssh-from-anywhere", help="Accept a /0 --ssh-cidr: SSH open to the internet.")
     ] = None,
     key_name: Annotated[str | None, typer.Option("--key-name", help="An EC2 key pair of yours.")] = None,
+    idle_shutdown: Annotated[
+        int | None,
+        typer.Option("--idle-shutdown", help="End it after this many minutes with no job or login (0: never)."),
+    ] = None,
+    ttl: Annotated[str | None, typer.Option("--ttl", help="End it this many hours after launch.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="End it once it has cost this many USD.")] = None,
+    on_limit: Annotated[
+        str | None, typer.Option("--on-limit", help="terminate | stop: what ending it does to the instances.")
+    ] = None,
     region: Region = None,
     yes: Yes = False,
     verbose: Verbose = False,
@@ -175,6 +203,10 @@ def up(
         "ssh_cidr": ssh_cidr,
         "ssh_from_anywhere": ssh_from_anywhere,
         "key_name": key_name,
+        "idle_shutdown": idle_shutdown,
+        "ttl": ttl,
+        "budget": budget,
+        "on_limit": on_limit,
         # --local, --region or where the cluster already is wins over the config's region.
         "region": where.region if chosen else None,
     }
@@ -212,6 +244,7 @@ def up(
                     err=as_json,
                 )
     est = pricing.estimate(priced, spot_price=spot_now)
+    _price_for_the_guard(settings, est)
     if local:
         # What it stands for on AWS, shown beside; the local cloud itself costs nothing.
         aws, est = est, pricing.Estimate(region="local", taken="free: the local cloud runs on this machine")
@@ -222,6 +255,7 @@ def up(
         typer.echo(f"On the local cloud: free, nothing is billed (on AWS in {region}: {on_aws}).")
     else:
         _print_estimate(est, cfg.confirm_above)
+        _print_worst_case(name, est, settings)
     if not members:
         typer.echo(_image_note(region, settings, ec2), err=as_json)
     if dry_run:
@@ -386,13 +420,14 @@ def start(name: Name, region: Region = None, verbose: Verbose = False, local: Lo
 def _resize(
     name: str, region: str, members, workers: int, provision_only: bool, verbose: bool, remove: list[str] | None = None
 ) -> None:
-    from awsc import cloud, config
+    from awsc import cloud, config, pricing
     from awsc import cluster as cluster_
 
     settings = config.playbook_defaults()
     settings.update(cluster_.saved_settings(name))
     settings.update(cloud.settings_of(region, name, members))
     settings["workers"] = workers
+    _price_for_the_guard(settings, pricing.estimate({**settings, "region": region}))
     verb = "provision" if provision_only else "launch"
     run_playbook(
         verb, name, {**settings, "name": name, "remove_nodes": remove or []}, region, verbose, resume_hints(name)

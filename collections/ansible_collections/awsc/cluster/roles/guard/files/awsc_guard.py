@@ -199,6 +199,13 @@ def _load() -> tuple[dict, Limits, Memory]:
     return config, limits, memory
 
 
+def _launched_at(config: dict) -> float:
+    """EC2's launch time of the master, as configure wrote it; unknown (not on EC2): its boot."""
+    if config.get("launched_at") is not None:
+        return float(config["launched_at"])
+    return time.time() - float(Path("/proc/uptime").read_text().split()[0])
+
+
 def _save(memory: Memory) -> None:
     GUARD_STATE.parent.mkdir(parents=True, exist_ok=True)
     GUARD_STATE.write_text(json.dumps(asdict(memory)))
@@ -232,21 +239,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config, limits, memory = _load()
     now = time.time()
+    launched_at = _launched_at(config)
     if args.command == "postpone":
         try:
             seconds = parse_duration(args.duration)
         except ValueError as error:
             print(f"awsc-guard: {error}.", file=sys.stderr)
             return 1
-        until = postpone(memory, limits, config["launched_at"], now, seconds)
+        until = postpone(memory, limits, launched_at, now, seconds)
         _save(memory)
         print(f"awsc-guard: the cluster stays up while idle until {time.strftime('%H:%M %Z', time.localtime(until))}.")
         return 0
     if args.command == "status":
-        for reason, at in _deadlines(limits, config["per_hour"], config["launched_at"], now, memory).items():
+        deadlines = _deadlines(limits, config["per_hour"], launched_at, now, memory)
+        for reason, at in deadlines.items():
             print(f"{reason}: in {_minutes(at - now)}")
+        if not deadlines:
+            print("awsc-guard: no limit is running out (the cluster is busy, or none is set).")
         return 0
-    decision = decide(limits, config["per_hour"], config["launched_at"], now, _busy(config), memory)
+    decision = decide(limits, config["per_hour"], launched_at, now, _busy(config), memory)
     _save(memory)
     if decision.action != "none":
         print(decision.message, flush=True)  # the journal
