@@ -50,9 +50,9 @@ AMI_REPOSITORY = "localhost/awsc-ami"
 LOGIN_USER = "admin"
 LOOP_MAJOR = 7
 GIB = 1024**3
-# What it takes to create a volume again (kept beside its file), besides its tags.
 # How systemd ends in a container when told to stop (poweroff, or SIGRTMIN+3 from podman stop).
 CLEAN_EXITS = (0, 130)
+# What it takes to create a volume again (kept beside its file), besides its tags.
 VOLUME_SETTINGS = ("Size", "AvailabilityZone", "Encrypted", "VolumeType")
 
 
@@ -178,14 +178,12 @@ class Agent:
         found = self.ec2.describe_instance_attribute(
             InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
         )
-        if found["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate":
+        behaviour = found["InstanceInitiatedShutdownBehavior"]["Value"]
+        if behaviour == "terminate":
             self.ec2.terminate_instances(InstanceIds=[instance_id])
         else:
             self.ec2.stop_instances(InstanceIds=[instance_id])
-        print(
-            f"awsc agent: {instance_id} powered itself off: {found['InstanceInitiatedShutdownBehavior']['Value']}",
-            flush=True,
-        )
+        print(f"awsc agent: {instance_id} powered itself off: {behaviour}", flush=True)
 
     def start(self, container: str) -> None:
         """Boots a stopped container again (a started or rebooted instance)."""

@@ -174,18 +174,12 @@ def check(settings: dict[str, Any]) -> None:
                 f"Invalid {key} {json.dumps(value)}: pass a whole number from {limits['min']} to {limits['max']}, "
                 f"e.g. {key} = {limits['example']}."
             )
-    price = str(settings.get("spot_max_price") or "")
-    if price and (not re.match(contract["awsc_price_pattern"], price) or float(price) <= 0):
-        raise AwscError(
-            f"Invalid spot_max_price {json.dumps(price)}: pass the most you pay per worker-hour in USD, "
-            "a positive number such as 0.05."
-        )
     for key, number in contract["awsc_numbers"].items():
         value = str(settings.get(key) or "")
         if value and (not re.match(contract["awsc_price_pattern"], value) or float(value) <= 0):
             raise AwscError(
                 f"Invalid {key} {json.dumps(value)}: pass {number['what']}, a positive number such as "
-                f"{number['example']} (or leave it empty for none)."
+                f"{number['example']} (or leave it empty for {number.get('empty', 'none')})."
             )
     if settings.get("ssh_cidr"):
         error = cidr_check(settings["ssh_cidr"], bool(settings.get("ssh_from_anywhere")))["error"]

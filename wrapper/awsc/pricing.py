@@ -55,6 +55,7 @@ class Estimate:
     storage_gib: int = 0
     storage_month: float = 0.0
     unknown: list[str] = field(default_factory=list)
+    spot_hour: float = 0.0  # what the spot workers cost per hour now (counted in per_hour)
     spot_max_hour: float | None = None  # the most the spot workers can cost, per hour
     taken: str = ""
 
@@ -65,10 +66,9 @@ class Estimate:
     @property
     def most_per_hour(self) -> float:
         """The most it can cost per hour (spot workers at their maximum): what the guard's budget counts."""
-        spot = next((x for x in self.lines if x.note.startswith("spot")), None)
-        if spot is None or self.spot_max_hour is None:
+        if self.spot_max_hour is None:
             return self.per_hour
-        return self.per_hour - (spot.per_hour or 0.0) + self.spot_max_hour
+        return self.per_hour - self.spot_hour + self.spot_max_hour
 
     @property
     def per_month(self) -> float:
@@ -137,7 +137,7 @@ def estimate(
             unit = min(cap, spot_price) if spot_price is not None else cap
             note = f"spot, current price ${spot_price:g}" if spot_price is not None else "spot, at the max price"
             est.lines.append(Line(f"workers {worker_type}", workers, unit, unit * workers, note))
-            est.spot_max_hour = cap * workers
+            est.spot_hour, est.spot_max_hour = unit * workers, cap * workers
         else:
             unit = on_demand(worker_type)
             est.lines.append(
