@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_help_lists_the_commands_without_loading_ansible_runner_or_boto3(fenv):
         "volume",
         "price",
         "spot-history",
+        "bill",
         "doctor",
         "config",
     ):
@@ -154,13 +156,71 @@ def test_bad_config_is_one_line(fenv, toml, args, message):
 # ---- prices --------------------------------------------------------------------------------------
 
 
-def test_the_estimate_says_what_a_forgotten_cluster_costs(fenv):
+def test_the_estimate_says_what_a_forgotten_cluster_costs_and_what_the_free_tier_pays(fenv, ec2):
     # 3 × t3.micro, 3 public IPv4, 40 GiB: $0.0506/hour, for the guard's 60 idle minutes at most.
     out = ok(fenv, "up", "lost", "--dry-run").stdout
     assert "Forgotten: at most $0.05 after its last job or login (the guard ends it after 60 idle minutes)." in out
+    # The emulator has no Free Tier API (tests/test_units.py has its recorded answers): one line, and on.
+    assert "  Free tier: not known, the Free Tier API did not answer (HTTP 500); AWS bills as estimated.\n" in out
+    from awsc import billing
+
+    assert billing.eligible(ec2, ["t3.micro", "t3.large", "t3.micro"]) == {"t3.micro": True, "t3.large": False}
     out = ok(fenv, "up", "lost", "--dry-run", "--idle-shutdown", "0").stdout
     assert "Forgotten: it bills until `awsc down lost` (idle_shutdown is 0: no idle shutdown)." in out
     assert 'Invalid ttl "8h": pass the hours the cluster may run' in refused(fenv, "up", "lost", "--ttl", "8h")
+
+
+def cost_explorer_answers(emulator, *results: dict) -> None:
+    """Queue get_cost_and_usage answers in the emulator (moto's API: each new query takes the next)."""
+    request = urllib.request.Request(
+        f"{emulator.endpoint}/moto-api/static/ce/cost-and-usage-results",
+        data=json.dumps({"results": list(results)}).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+
+
+def cost_groups(start: str, end: str, **usd: str) -> dict:
+    """A get_cost_and_usage answer grouped by the awsc:cluster tag; key "" is the untagged costs."""
+    groups = [
+        {"Keys": [f"awsc:cluster${k}"], "Metrics": {"UnblendedCost": {"Amount": v, "Unit": "USD"}}}
+        for k, v in usd.items()
+    ]
+    return {
+        "ResultsByTime": [
+            {"TimePeriod": {"Start": start, "End": end}, "Total": {}, "Groups": groups, "Estimated": False}
+        ]
+    }
+
+
+def test_bill_splits_the_months_cost_by_cluster_from_cost_explorer(emulator, fenv):
+    cost_explorer_answers(
+        emulator, cost_groups("2026-11-01", "2026-12-01", gamma="1.25", sigma="0.5", **{"": "10.004"})
+    )
+    bill = valid(json.loads(ok(fenv, "bill", "--month", "2026-11", "--json").stdout), schemas.BILL)
+    assert bill["bill"] == {
+        "start": "2026-11-01",
+        "end": "2026-12-01",
+        "total_usd": 11.75,
+        "awsc_usd": 1.75,
+        "clusters": {"gamma": 1.25, "sigma": 0.5},
+        "untagged_usd": 10.0,
+        "estimated": False,
+    }
+    # The emulator has no Free Tier API: one line says so.
+    assert bill["free_tier"]["error"] == "HTTP 500"
+    text = ok(fenv, "bill", "--month", "2026-11").stdout
+    assert "Cost from 2026-11-01 to 2026-12-01 (Cost Explorer): $11.75 for the account" in text
+    assert "  awsc clusters: $1.75\n" in text and "    gamma" in text
+    assert "Free tier: not known, the Free Tier API did not answer (HTTP 500)." in text
+    # Before the tag is activated for billing, every cost is untagged: awsc says how.
+    cost_explorer_answers(emulator, cost_groups("2026-10-01", "2026-11-01", **{"": "3.00"}))
+    text = " ".join(ok(fenv, "bill", "--month", "2026-10").stdout.split())
+    assert "$3.00 for the account No cost carries the awsc:cluster tag." in text
+    assert "activate the tag in the Billing console (Cost allocation tags, awsc:cluster, Activate)" in text
+    assert "pass a month as YYYY-MM" in refused(fenv, "bill", "--month", "11/2026")
+    assert "has not begun" in refused(fenv, "bill", "--month", "2999-01")
 
 
 def test_spot_estimate_from_the_emulators_spot_history(fenv):
@@ -342,6 +402,22 @@ def test_up_of_an_existing_cluster_with_other_settings_is_refused(gamma, menv, e
     line = refused(menv, "up", "gamma", "--master-type", "t3.small", "--yes", "--provision-only")
     assert "Cluster gamma exists in us-east-1 with master_instance_type t3.micro (asked: t3.small)" in line
     assert sorted(tagged_resources(ec2, "gamma")) == before
+
+
+def test_a_cluster_its_guard_ended_is_listed_and_comes_back_with_its_volume(gamma, menv, ec2):
+    # What the guard's poweroff becomes on EC2 (shutdown behaviour terminate): every instance gone,
+    # the security group, key pair and /data volume left.
+    [data] = ec2.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["gamma-data"]}])["Volumes"]
+    ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in by_node(ec2, "gamma").values()])
+    row = next(c for c in valid(json.loads(ok(menv, "ls", "--json").stdout), schemas.LS) if c["name"] == "gamma")
+    assert (row["state"], row["nodes"], row["running"]) == ("ended", 0, 0)
+    assert row["cost_per_hour"] == pytest.approx(10 * 0.08 / 730, abs=1e-6)  # the kept volume
+    hint = "`awsc up gamma` brings it back with its /data volume, `awsc down gamma` removes what is left."
+    assert hint in " ".join(ok(menv, "ls").stdout.split())
+    ok(menv, "up", "gamma", "--provision-only", "--yes", "--ssh-cidr", CALLER_CIDR, "-n", "2")
+    nodes = by_node(ec2, "gamma")
+    [again] = ec2.describe_volumes(VolumeIds=[data["VolumeId"]])["Volumes"]
+    assert [a["InstanceId"] for a in again["Attachments"]] == [nodes["master"]["InstanceId"]]
 
 
 def test_down_keeps_the_volume_then_deletes_it(gamma, menv, ec2):

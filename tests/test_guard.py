@@ -142,3 +142,20 @@ def test_durations():
     assert guard.parse_duration("90m") == 5400
     assert guard.parse_duration("1h30m") == 5400
     assert guard.parse_duration("45") == 2700
+
+
+def test_status_says_the_time_and_money_left():
+    limits = guard.Limits(idle_minutes=60, ttl_hours=8, budget_usd=5.0, on_limit="stop")
+    memory = guard.Memory()
+    run_checks(limits, lambda t: False, LAUNCH, LAUNCH + 20 * MIN, memory=memory)
+    lines = guard.status_lines(limits, 1.5, LAUNCH, LAUNCH + 20 * MIN, memory)
+    assert lines == [
+        "budget: in 3 hours ($0.50 of $5.00 used), then awsc stops the cluster",
+        "ttl: in 7 hours 40 minutes (8 hours from the launch), then awsc stops the cluster",
+        "idle: in 40 minutes (no job and no login for 20 minutes), then awsc stops the cluster",
+    ]
+    # Busy, with no time or money limit: nothing is running out.
+    busy = guard.Memory()
+    assert guard.status_lines(guard.Limits(), 0.1, LAUNCH, LAUNCH + MIN, busy) == [
+        "awsc-guard: no limit is running out (the cluster is busy, or none is set)."
+    ]

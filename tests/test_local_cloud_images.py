@@ -162,18 +162,58 @@ def test_an_idle_cluster_ends_itself_and_keeps_its_data(env):
     client = ec2(env)
     data = [{"Name": "tag:awsc:cluster", "Values": ["bk"]}, {"Name": "tag:awsc:role", "Values": ["data"]}]
     [volume] = client.describe_volumes(Filters=data)["Volumes"]
+
+    def counting_down():
+        """`awsc status` shows the guard's idle countdown"""
+        return "idle: in " in awsc(env, "status", "bk").split("Guard (time and money left")[-1]
+
+    wait_until(counting_down, timeout=90)
     wait_until(lambda: instances(client, "bk") == [], timeout=420)
     wait_until(lambda: not our_containers(), timeout=60)
+    [row] = json.loads(awsc(env, "ls", "--local", "--json"))
+    assert (row["name"], row["state"]) == ("bk", "ended")
     assert client.describe_volumes(VolumeIds=[volume["VolumeId"]])["Volumes"][0]["State"] == "available"
     # On the kept volume: the file written before, and why the cluster ended.
-    image = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes" / f"{volume['VolumeId']}.img"
-    for path in ("/before.txt", "/.awsc/ended"):
-        out = subprocess.run(["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, text=True, check=True)
-        assert ("before" if path == "/before.txt" else '"reason": "idle"') in out.stdout, out
+    assert on_volume(env, volume["VolumeId"], "/before.txt") == "before\n"
+    assert json.loads(on_volume(env, volume["VolumeId"], "/.awsc/ended"))["reason"] == "idle"
+
+
+def test_back_with_its_data_a_running_job_keeps_it_up_and_its_budget_ends_it_after_warnings(env):
+    # Brought back as `awsc ls` says, with the same volume and its file, now with a budget.
+    awsc(env, "up", "bk", "-n", "0", "--budget", "0.05", "--yes", timeout=900)
+    assert awsc(env, "ssh", "bk", "--", "cat /data/before.txt").strip() == "before"
+    client = ec2(env)
+    [master] = instances(client, "bk")
+    per_hour = float({t["Key"]: t["Value"] for t in master["Tags"]}["awsc:cost-per-hour"])
+    awsc(env, "ssh", "bk", "--", "sudo -iu awsc sbatch --wrap 'sleep 900'")
+    wait_until(lambda: awsc(env, "ssh", "bk", "--", "squeue -h -t running -o %i").strip(), timeout=60)
+    # The test's lever: a launch time so far back that the budget runs out in 3 minutes, longer
+    # than the 2 idle minutes that would end the cluster if the job did not count.
+    back = (0.05 - per_hour * 180 / 3600) / per_hour * 3600
+    shift = f'c = json.load(open(p)); c["launched_at"] = time.time() - {back:.0f}; open(p, "w").write(json.dumps(c))'
+    awsc(env, "ssh", "bk", "--", f"sudo python3 -c 'import json, time; p = \"/etc/awsc/guard.json\"; {shift}'")
+    assert "budget: in 3 minutes" in awsc(env, "status", "bk")
+
+    def warned():
+        """the guard's budget warnings in the master's journal"""
+        journal = awsc(env, "ssh", "bk", "--", "sudo journalctl -u awsc-guard.service -o cat")
+        return "of its $0.05 budget" in journal and "reaches its budget: awsc ends it in" in journal
+
+    wait_until(warned, timeout=150)
+    wait_until(lambda: instances(client, "bk") == [], timeout=300)
+    [volume] = client.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["bk-data"]}])["Volumes"]
+    assert json.loads(on_volume(env, volume["VolumeId"], "/.awsc/ended"))["reason"] == "budget"
+
+
+def on_volume(env, volume_id: str, path: str) -> str:
+    """A file on a detached local volume, read straight from its image."""
+    image = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes" / f"{volume_id}.img"
+    return subprocess.run(
+        ["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_images_survive_a_restart_and_image_rm_leaves_nothing(env):
-    # What the guard left (security group, key pair, the volume) goes.
     awsc(env, "down", "bk", "--delete-volume", "--yes")
     awsc(env, "local", "stop")
     awsc(env, "local", "start")

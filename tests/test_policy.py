@@ -15,6 +15,13 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import DATA, VENV_BIN, by_node, isolated_env, provision, start_emulator, terminate
 
+READ_ONLY = {
+    "ec2:Describe*",
+    "servicequotas:GetServiceQuota",
+    "freetier:GetAccountPlanState",
+    "freetier:GetFreeTierUsage",
+    "ce:GetCostAndUsage",
+}
 EC2_CREATES = {"ec2:RunInstances", "ec2:CreateVolume", "ec2:CreateSecurityGroup", "ec2:ImportKeyPair"}
 
 
@@ -96,7 +103,7 @@ def test_the_policy_limits_what_it_allows_by_tags_and_names(env):
         if any(a.startswith("iam:") for a in found):
             resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
             assert all(r.endswith(("role/awsc-*-master", "instance-profile/awsc-*-master")) for r in resources)
-        elif statement["Resource"] == "*" and found - {"ec2:Describe*", "servicequotas:GetServiceQuota"}:
+        elif statement["Resource"] == "*" and found - READ_ONLY:
             # What changes or ends a resource: only one that already carries an awsc tag.
             (tag,) = statement["Condition"]["Null"]
             assert tag in ("ec2:ResourceTag/awsc:cluster", "ec2:ResourceTag/awsc:image")

@@ -193,3 +193,86 @@ def test_python_reads_the_facts_it_shares_with_the_playbooks():
     assert cloud.alive_states() == written["awsc_alive_states"]
     assert cloud.retry_attempts() == written["awsc_aws_config"]["retries"]["max_attempts"]
     assert config.setting_tags()["awsc:scheduler"] == "scheduler"
+
+
+def recorded(operation: str, name: str):
+    """A Free Tier client that answers `operation` with a recorded response (tests/data/freetier)."""
+    from datetime import datetime
+
+    import boto3
+    from botocore.stub import Stubber
+
+    response = json.loads((DATA / "freetier" / f"{name}.json").read_text())
+    if "accountPlanExpirationDate" in response:
+        response["accountPlanExpirationDate"] = datetime.fromisoformat(response["accountPlanExpirationDate"])
+    client = boto3.session.Session().client(
+        "freetier", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    stub = Stubber(client)
+    stub.add_response(operation, response)
+    stub.activate()
+    return client
+
+
+def recorded_plan(name: str):
+    from awsc import billing
+
+    return billing.plan_state(recorded("get_account_plan_state", name))
+
+
+def test_the_bill_shows_the_free_plan_and_its_ec2_usage():
+    from awsc import billing
+
+    plan, error = recorded_plan("free_plan_active")
+    usage, error = billing.free_tier_usage(recorded("get_free_tier_usage", "free_tier_usage"))
+    assert billing.free_tier_bill_lines(plan, usage, error) == [
+        "Free tier: your free plan has $87.50 of credits left until 2027-03-15.",
+        "  750 hours of Linux t2.micro or t3.micro instance usage: 212.5 of 750 Hrs",
+    ]
+    assert billing.free_tier_dict(plan, usage, error)["expires"] == "2027-03-15T00:00:00+00:00"
+
+
+def test_the_free_plan_says_how_many_hours_its_credits_pay():
+    from awsc import billing
+
+    plan, error = recorded_plan("free_plan_active")
+    assert error is None
+    assert billing.lines(plan, error, 0.0506, ["t3.micro"] * 3, {}) == [
+        "  Free tier: your free plan has $87.50 of credits left until 2027-03-15: about 1729 hours of this cluster."
+    ]
+    plan, error = recorded_plan("free_plan_expired")
+    assert billing.lines(plan, error, 0.0506, ["t3.micro"], {}) == [
+        "  Free tier: your free plan is expired; its credits do not pay for this cluster."
+    ]
+
+
+def test_the_legacy_offer_is_shared_by_the_clusters_eligible_instances():
+    from awsc import billing
+
+    plan, error = recorded_plan("paid_plan")
+    said = billing.lines(plan, error, 0.1, ["t3.micro", "t3.large", "t3.large"], {"t3.micro": True, "t3.large": False})
+    assert "750 hours a month of free-tier eligible instances in their first 12 months" in said[0]
+    assert said[1:] == [
+        "  t3.micro: eligible; this cluster's 1 such instance(s) use those hours up in 750 hours.",
+        "  t3.large: not eligible, billed as estimated.",
+    ]
+    three = billing.lines(plan, error, 0.05, ["t3.micro"] * 3, {"t3.micro": True})
+    assert three[1].endswith("this cluster's 3 such instance(s) use those hours up in 250 hours.")
+
+
+def test_a_free_tier_api_that_does_not_answer_is_one_line():
+    import boto3
+    from awsc import billing
+    from botocore.stub import Stubber
+
+    client = boto3.session.Session().client(
+        "freetier", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    stub = Stubber(client)
+    stub.add_client_error("get_account_plan_state", "AccessDeniedException", "not authorized")
+    with stub:
+        plan, error = billing.plan_state(client)
+    assert billing.lines(plan, error, 0.05, ["t3.micro"], {}) == [
+        "  Free tier: not known, the Free Tier API did not answer (not allowed: `awsc doctor --policy` has "
+        "freetier:GetAccountPlanState); AWS bills as estimated."
+    ]

@@ -26,12 +26,14 @@ def retry_attempts() -> int:
     return int(config.playbook_vars()["awsc_aws_config"]["retries"]["max_attempts"])
 
 
-def client(service: str, region: str):
+def client(service: str, region: str, attempts: int | None = None):
+    """attempts: fewer tries, for a call whose answer is nice to have (the Free Tier API)."""
     import boto3
     from botocore.config import Config
 
     # Adaptive retries, as the playbooks' awsc_aws_config: a throttled call waits and tries again.
-    config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": retry_attempts(), "mode": "adaptive"})
+    retries = {"max_attempts": attempts or retry_attempts(), "mode": "adaptive"}
+    config = Config(connect_timeout=5, read_timeout=20, retries=retries)
     return boto3.session.Session().client(service, region_name=region, config=config)
 
 
@@ -147,6 +149,19 @@ def all_clusters(region: str, ec2=None) -> dict[str, list[Node]]:
     for instance in found:
         clusters.setdefault(_tags(instance)["awsc:cluster"], []).append(_node(instance))
     return {name: sorted(members, key=_sort_key) for name, members in sorted(clusters.items())}
+
+
+def ended_clusters(region: str, alive: set[str], ec2=None) -> list[str]:
+    """Clusters with no live instance whose security group is still there: ended by their guard
+    (which leaves the group, key pair and /data volume for `awsc up` or `awsc down`), or by hand."""
+    ec2 = ec2 or client("ec2", region)
+    groups = call(ec2.describe_security_groups, Filters=[{"Name": "tag-key", "Values": ["awsc:cluster"]}])
+    names = {
+        _tags(g)["awsc:cluster"]
+        for g in groups["SecurityGroups"]
+        if g["GroupName"] == f"awsc-{_tags(g)['awsc:cluster']}"
+    }
+    return sorted(names - alive)
 
 
 def volumes(region: str, name: str | None = None, ec2=None) -> list[dict[str, Any]]:

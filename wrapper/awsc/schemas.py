@@ -12,6 +12,7 @@ version. Times are ISO 8601 in UTC; prices are USD (per hour unless the name say
 - ``awsc spot-history T --json``-> :data:`SPOT_HISTORY`: spot prices, newest first.
 - ``awsc volume ls --json``     -> :data:`VOLUMES`: the volumes awsc made or adopted.
 - ``awsc image ls --json``      -> :data:`IMAGES`: the baked images, oldest first.
+- ``awsc bill --json``          -> :data:`BILL`: the month's cost by cluster, and the free tier.
 - ``awsc up NAME --json``       -> ``{"estimate": ...}`` (:data:`ESTIMATE`) first; ``--dry-run``: only that.
 """
 
@@ -74,7 +75,7 @@ CLUSTER = {
     "properties": {
         "name": STRING,
         "region": STRING,
-        "state": {"enum": ["running", "stopped", "pending", "stopping", "mixed"]},
+        "state": {"enum": ["running", "stopped", "pending", "stopping", "mixed", "ended"]},
         "nodes": INTEGER,
         "workers": INTEGER,
         "running": INTEGER,
@@ -94,7 +95,7 @@ LS = {"type": "array", "items": CLUSTER}
 
 STATUS = {
     "type": "object",
-    "required": ["cluster", "nodes", "scheduler"],
+    "required": ["cluster", "nodes", "scheduler", "guard"],
     "properties": {
         "cluster": CLUSTER,
         "nodes": {"type": "array", "items": NODE},
@@ -103,6 +104,8 @@ STATUS = {
             "required": ["reachable", "output", "error"],
             "properties": {"reachable": {"type": "boolean"}, "output": NULLABLE_STRING, "error": NULLABLE_STRING},
         },
+        # `awsc-guard status` on the master: the time or money left (null: no guard, or not asked).
+        "guard": NULLABLE_STRING,
     },
 }
 
@@ -240,6 +243,38 @@ IMAGES = {
             "snapshots": {"type": "array", "items": STRING},
             "snapshot_gib": INTEGER,
             "per_month": NUMBER,
+        },
+    },
+}
+
+BILL = {
+    "type": "object",
+    "required": ["bill", "free_tier"],
+    "properties": {
+        "bill": {
+            "type": "object",
+            "required": ["start", "end", "total_usd", "awsc_usd", "clusters", "untagged_usd", "estimated"],
+            "properties": {
+                "start": STRING,
+                "end": STRING,
+                "total_usd": NUMBER,
+                "awsc_usd": NUMBER,
+                "clusters": {"type": "object", "additionalProperties": NUMBER},
+                "untagged_usd": NUMBER,
+                "estimated": {"type": "boolean"},
+            },
+        },
+        "free_tier": {
+            "type": "object",
+            "required": ["plan_type", "plan_status", "credits_usd", "expires", "usage", "error"],
+            "properties": {
+                "plan_type": NULLABLE_STRING,
+                "plan_status": NULLABLE_STRING,
+                "credits_usd": {"type": ["number", "null"]},
+                "expires": NULLABLE_STRING,
+                "usage": {"type": "array", "items": {"type": "object"}},
+                "error": NULLABLE_STRING,
+            },
         },
     },
 }

@@ -44,7 +44,8 @@ def _summary(name: str, region: str, members, volumes: list[dict], table, now, l
     return {
         "name": name,
         "region": region,
-        "state": states.pop() if len(states) == 1 else "mixed",
+        # No instance: its security group and volumes are what is left (cloud.ended_clusters).
+        "state": "ended" if not members else states.pop() if len(states) == 1 else "mixed",
         "nodes": len(members),
         "workers": len(workers),
         "running": len(running),
@@ -88,9 +89,11 @@ def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> N
     ec2 = cloud.client("ec2", region)
     table = pricing.load_table()
     now = datetime.now(UTC)
+    clusters = cloud.all_clusters(region, ec2)
+    clusters.update({name: [] for name in cloud.ended_clusters(region, set(clusters), ec2)})
     rows = [
         _summary(name, region, members, cloud.volumes(region, name, ec2), table, now, where.local)
-        for name, members in cloud.all_clusters(region, ec2).items()
+        for name, members in sorted(clusters.items())
     ]
     if as_json:
         emit_json(rows)
@@ -119,6 +122,17 @@ def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> N
             cost,
         )
     rich_console().print(t)
+    for row in rows:
+        if row["state"] == "ended":
+            name = row["name"]
+            typer.echo(
+                f"{name} has no instance left (its guard, or a failed launch, ended them): `awsc up {name}` "
+                f"brings it back with its /data volume, `awsc down {name}` removes what is left."
+            )
+
+
+# Where the guard's lines begin in the status command's output.
+GUARD_MARK = "--- awsc-guard ---"
 
 
 @app.command()
@@ -145,6 +159,7 @@ def status(
         name, region, members, cloud.volumes(region, name), pricing.load_table(), datetime.now(UTC), where.local
     )
     scheduler: dict[str, Any] = {"reachable": False, "output": None, "error": None}
+    guard = ""
     master = next((m for m in members if m.role == "master"), None)
     if no_scheduler:
         scheduler["error"] = "not asked (--no-scheduler)"
@@ -155,16 +170,26 @@ def status(
             # The scheduler the cluster was launched with, from its master's tag (any machine knows it).
             sge = master.tags.get("awsc:scheduler") == "sge"
             view = "qhost; echo; qstat -f -u '*'" if sge else "sinfo; echo; squeue"
+            # And what the guard has left, when the cluster has one (one ssh for both).
+            view += f"; if command -v awsc-guard >/dev/null; then echo {GUARD_MARK}; awsc-guard status; fi"
             argv = ssh.ssh_command(name, members, master, [view], connect_timeout=5, batch=True)
             rc, text = ssh.capture(argv, timeout=20)
         except AwscError as e:
             rc, text = 255, str(e)
         if rc == 0:
+            text, _, guard = text.partition(f"{GUARD_MARK}\n")
             scheduler.update(reachable=True, output=text)
         else:
             scheduler["error"] = f"the master did not answer over ssh (rc {rc}): {' '.join(text.split())}"
     if as_json:
-        emit_json({"cluster": summary, "nodes": [m.as_dict() for m in members], "scheduler": scheduler})
+        emit_json(
+            {
+                "cluster": summary,
+                "nodes": [m.as_dict() for m in members],
+                "scheduler": scheduler,
+                "guard": guard or None,
+            }
+        )
         return
     from rich.table import Table
 
@@ -182,3 +207,6 @@ def status(
         out.print(scheduler["output"], markup=False)
     else:
         out.print(f"Scheduler: unreachable — {scheduler['error']}", markup=False)
+    if guard:
+        out.print("Guard (time and money left before it ends the cluster):")
+        out.print(guard.rstrip(), markup=False)

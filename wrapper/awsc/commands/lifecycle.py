@@ -68,6 +68,18 @@ def _print_worst_case(name: str, est, settings: dict[str, Any]) -> None:
         typer.echo(f"  Forgotten: it bills until `awsc down {name}` (idle_shutdown is 0: no idle shutdown).")
 
 
+def _print_free_tier(est, settings: dict[str, Any], ec2) -> None:
+    """What the account's free tier pays of this cluster (awsc.billing): a line or two."""
+    from awsc import billing, cloud
+
+    # The Free Tier API has one endpoint, in us-east-1.
+    plan, error = billing.plan_state(cloud.client("freetier", "us-east-1", attempts=1))
+    types = [settings["master_instance_type"]] + [settings["worker_instance_type"]] * int(settings["workers"])
+    free = billing.eligible(ec2, types) if plan and plan.get("accountPlanType") != "FREE" else {}
+    for line in billing.lines(plan, error, est.per_hour, types, free):
+        typer.echo(line)
+
+
 def _compare(name: str, region: str, members, settings: dict[str, Any], explicit: set[str]) -> None:
     """`up` of an existing cluster must ask for the cluster it is: refuse settings that differ.
 
@@ -240,7 +252,7 @@ def up(
             priced = dict(settings, volume_id=kept[0]["id"])
             if not kept[0]["attached_to"]:
                 typer.echo(
-                    f"Reusing the /data volume {kept[0]['id']} ({kept[0]['size_gib']} GiB) kept by `awsc down`.",
+                    f"Reusing the /data volume {kept[0]['id']} ({kept[0]['size_gib']} GiB), kept when the cluster went down.",
                     err=as_json,
                 )
     est = pricing.estimate(priced, spot_price=spot_now)
@@ -256,6 +268,7 @@ def up(
     else:
         _print_estimate(est, cfg.confirm_above)
         _print_worst_case(name, est, settings)
+        _print_free_tier(est, settings, ec2)
     if not members:
         typer.echo(_image_note(region, settings, ec2), err=as_json)
     if dry_run:

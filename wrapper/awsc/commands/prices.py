@@ -1,4 +1,4 @@
-"""`awsc price` and `awsc spot-history`."""
+"""`awsc price`, `awsc spot-history` and `awsc bill`."""
 
 from typing import Annotated
 
@@ -12,6 +12,7 @@ from awsc.commands.base import (
     default_region,
     emit_json,
 )
+from awsc.errors import AwscError
 
 # ---- prices -------------------------------------------------------------------------------------
 
@@ -85,3 +86,52 @@ def spot_history(
     )
     for row in rows[:50]:
         typer.echo(f"  {row['time']}  {row['zone']:<12} ${row['price']:g}/hour")
+
+
+# ---- the bill -----------------------------------------------------------------------------------
+
+
+@app.command()
+@command
+def bill(
+    month: Annotated[str | None, typer.Option("--month", help="A month as YYYY-MM (default: this one).")] = None,
+    as_json: Json = False,
+) -> None:
+    """The month's cost so far: awsc's clusters and the whole account, and the free tier.
+
+    From Cost Explorer, which bills $0.01 for each run; costs show up within a day.
+    """
+    import re
+    from datetime import UTC, datetime
+
+    from awsc import billing, cloud
+
+    if month is not None and not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
+        raise AwscError(f"Invalid --month {month!r}: pass a month as YYYY-MM, e.g. --month 2026-11.")
+    try:
+        start, end = billing.month(month, datetime.now(UTC).date())
+    except ValueError as error:
+        raise AwscError(f"Invalid --month {month}: {error}; pass this month or an earlier one.") from error
+    found = cloud.call(billing.bill, cloud.client("ce", "us-east-1"), start, end)
+    # The Free Tier API has one endpoint, in us-east-1; when it does not answer, one line says so.
+    free_tier = cloud.client("freetier", "us-east-1", attempts=1)
+    plan, error = billing.plan_state(free_tier)
+    usage, error = billing.free_tier_usage(free_tier) if plan else ([], error)
+    if as_json:
+        emit_json({"bill": found.as_dict(), "free_tier": billing.free_tier_dict(plan, usage, error)})
+        return
+    estimated = ", estimated" if found.estimated else ""
+    typer.echo(f"Cost from {start} to {end} (Cost Explorer{estimated}): ${found.total_usd:.2f} for the account")
+    if found.clusters:
+        typer.echo(f"  awsc clusters: ${sum(found.clusters.values()):.2f}")
+        for name, usd in sorted(found.clusters.items()):
+            typer.echo(f"    {name:<20} ${usd:.2f}")
+        typer.echo(f"  everything else: ${found.untagged_usd:.2f}")
+    else:
+        typer.echo(
+            f"  No cost carries the {billing.CLUSTER_TAG} tag. If awsc clusters ran, activate the tag in the "
+            f"Billing console (Cost allocation tags, {billing.CLUSTER_TAG}, Activate): costs carry it from then "
+            "on, within a day."
+        )
+    for line in billing.free_tier_bill_lines(plan, usage, error):
+        typer.echo(line)

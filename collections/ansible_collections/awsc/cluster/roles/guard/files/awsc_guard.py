@@ -85,8 +85,12 @@ def _forget_idle_warnings(memory: Memory) -> None:
 
 
 def _minutes(seconds: float) -> str:
+    """ "1 minute", "45 minutes"; from two hours on, "7 hours 40 minutes"."""
     minutes = max(1, round(seconds / 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} hours" + (f" {minutes} minute{'s' if minutes != 1 else ''}" if minutes else "")
 
 
 def _deadlines(limits: Limits, per_hour: float, launched_at: float, now: float, memory: Memory) -> dict[str, float]:
@@ -101,6 +105,23 @@ def _deadlines(limits: Limits, per_hour: float, launched_at: float, now: float, 
     if limits.idle_minutes and memory.idle_since is not None:
         found["idle"] = max(memory.idle_since + limits.idle_minutes * 60, memory.postponed_until or 0)
     return found
+
+
+def status_lines(limits: Limits, per_hour: float, launched_at: float, now: float, memory: Memory) -> list[str]:
+    """What `awsc-guard status` (and so `awsc status`) says: when each limit ends the cluster."""
+    deadlines = _deadlines(limits, per_hour, launched_at, now, memory)
+    if not deadlines:
+        return ["awsc-guard: no limit is running out (the cluster is busy, or none is set)."]
+    details = {
+        "budget": f"${accrued_usd(per_hour, launched_at, now):.2f} of ${limits.budget_usd or 0:.2f} used",
+        "ttl": f"{limits.ttl_hours or 0:g} hours from the launch",
+        "idle": f"no job and no login for {_minutes(now - (memory.idle_since or now))}",
+    }
+    verb = "stops" if limits.on_limit == "stop" else "ends"
+    return [
+        f"{reason}: in {_minutes(at - now)} ({details[reason]}), then awsc {verb} the cluster"
+        for reason, at in deadlines.items()
+    ]
 
 
 def decide(limits: Limits, per_hour: float, launched_at: float, now: float, busy: bool, memory: Memory) -> Decision:
@@ -251,11 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"awsc-guard: the cluster stays up while idle until {time.strftime('%H:%M %Z', time.localtime(until))}.")
         return 0
     if args.command == "status":
-        deadlines = _deadlines(limits, config["per_hour"], launched_at, now, memory)
-        for reason, at in deadlines.items():
-            print(f"{reason}: in {_minutes(at - now)}")
-        if not deadlines:
-            print("awsc-guard: no limit is running out (the cluster is busy, or none is set).")
+        print("\n".join(status_lines(limits, config["per_hour"], launched_at, now, memory)))
         return 0
     decision = decide(limits, config["per_hour"], launched_at, now, _busy(config), memory)
     _save(memory)
