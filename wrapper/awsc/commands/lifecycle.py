@@ -252,7 +252,8 @@ def up(
             priced = dict(settings, volume_id=kept[0]["id"])
             if not kept[0]["attached_to"]:
                 typer.echo(
-                    f"Reusing the /data volume {kept[0]['id']} ({kept[0]['size_gib']} GiB), kept when the cluster went down.",
+                    f"Reusing the /data volume {kept[0]['id']} ({kept[0]['size_gib']} GiB), "
+                    "kept when the cluster went down.",
                     err=as_json,
                 )
     est = pricing.estimate(priced, spot_price=spot_now)
