@@ -39,17 +39,27 @@ def _why(error: Exception, action: str) -> str:
     return f"HTTP {code}" if code.isdigit() else describe_error(error)
 
 
-def _plan_line(plan: dict[str, Any]) -> list[str]:
-    """The free plan's credits and end, or its state; nothing for a paid plan."""
+def free_tier_client():
+    """The Free Tier API has one endpoint, in us-east-1; one try, as its answer is only nice to have."""
+    from awsc import cloud
+
+    return cloud.client("freetier", "us-east-1", attempts=1)
+
+
+def _credits(plan: dict[str, Any]) -> float:
+    return float(plan.get("accountPlanRemainingCredits", {}).get("amount", 0))
+
+
+def _free_plan(plan: dict[str, Any]) -> str | None:
+    """The free plan's credits and end, or its state, without a full stop; None for a paid plan."""
     if plan.get("accountPlanType") != "FREE":
-        return []
+        return None
     if plan.get("accountPlanStatus") != "ACTIVE":
         status = str(plan.get("accountPlanStatus", "not active")).lower().replace("_", " ")
-        return [f"Free tier: your free plan is {status}."]
-    credits = float(plan.get("accountPlanRemainingCredits", {}).get("amount", 0))
+        return f"Free tier: your free plan is {status}"
     until = plan.get("accountPlanExpirationDate")
     until = f" until {until:%Y-%m-%d}" if isinstance(until, datetime) else ""
-    return [f"Free tier: your free plan has ${credits:.2f} of credits left{until}."]
+    return f"Free tier: your free plan has ${_credits(plan):.2f} of credits left{until}"
 
 
 def eligible(ec2, instance_types: list[str]) -> dict[str, bool]:
@@ -69,13 +79,12 @@ def lines(
     """What applies to a cluster costing `per_hour` whose nodes have `node_types`."""
     if plan is None:
         return [f"  Free tier: not known, the Free Tier API did not answer ({error}); AWS bills as estimated."]
-    if plan.get("accountPlanType") == "FREE":
-        [line] = _plan_line(plan)
-        if plan.get("accountPlanStatus") != "ACTIVE":
-            return [f"  {line[:-1]}; its credits do not pay for this cluster."]
-        credits = float(plan.get("accountPlanRemainingCredits", {}).get("amount", 0))
-        hours = f"about {credits / per_hour:.0f} hours of this cluster" if per_hour > 0 else "this cluster"
-        return [f"  {line[:-1]}: {hours}."]
+    free_plan = _free_plan(plan)
+    if free_plan and plan.get("accountPlanStatus") != "ACTIVE":
+        return [f"  {free_plan}; its credits do not pay for this cluster."]
+    if free_plan:
+        hours = f"about {_credits(plan) / per_hour:.0f} hours of this cluster" if per_hour > 0 else "this cluster"
+        return [f"  {free_plan}: {hours}."]
     eligible_nodes = sum(1 for t in node_types if free.get(t))
     said = [
         "  Free tier: a paid plan. Accounts created before 15 July 2025 get 750 hours a month of free-tier "
@@ -171,7 +180,10 @@ def free_tier_bill_lines(plan: dict[str, Any] | None, usage: list[dict[str, Any]
     """What `awsc bill` says of the free tier: the plan, then this month's EC2 usage of its offers."""
     if plan is None:
         return [f"Free tier: not known, the Free Tier API did not answer ({error})."]
-    said = _plan_line(plan) or ["Free tier: a paid plan (older accounts keep 12 months of the legacy offer)."]
+    free_plan = _free_plan(plan)
+    said = [
+        f"{free_plan}." if free_plan else "Free tier: a paid plan (older accounts keep 12 months of the legacy offer)."
+    ]
     for u in usage:
         what = u.get("description") or u.get("usageType")
         limit = f" of {u['limit']:g}" if u.get("limit") is not None else ""
@@ -181,11 +193,12 @@ def free_tier_bill_lines(plan: dict[str, Any] | None, usage: list[dict[str, Any]
 
 def free_tier_dict(plan: dict[str, Any] | None, usage: list[dict[str, Any]], error: str | None) -> dict[str, Any]:
     """The free tier as `awsc bill --json` gives it."""
-    expires = (plan or {}).get("accountPlanExpirationDate")
+    plan = plan or {}
+    expires = plan.get("accountPlanExpirationDate")
     return {
-        "plan_type": (plan or {}).get("accountPlanType"),
-        "plan_status": (plan or {}).get("accountPlanStatus"),
-        "credits_usd": (plan or {}).get("accountPlanRemainingCredits", {}).get("amount"),
+        "plan_type": plan.get("accountPlanType"),
+        "plan_status": plan.get("accountPlanStatus"),
+        "credits_usd": plan.get("accountPlanRemainingCredits", {}).get("amount"),
         "expires": expires.isoformat() if isinstance(expires, datetime) else None,
         "usage": [
             {k: u.get(k) for k in ("description", "usageType", "actualUsageAmount", "limit", "unit")} for u in usage

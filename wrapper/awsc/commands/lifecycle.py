@@ -70,10 +70,9 @@ def _print_worst_case(name: str, est, settings: dict[str, Any]) -> None:
 
 def _print_free_tier(est, settings: dict[str, Any], ec2) -> None:
     """What the account's free tier pays of this cluster (awsc.billing): a line or two."""
-    from awsc import billing, cloud
+    from awsc import billing
 
-    # The Free Tier API has one endpoint, in us-east-1.
-    plan, error = billing.plan_state(cloud.client("freetier", "us-east-1", attempts=1))
+    plan, error = billing.plan_state(billing.free_tier_client())
     types = [settings["master_instance_type"]] + [settings["worker_instance_type"]] * int(settings["workers"])
     free = billing.eligible(ec2, types) if plan and plan.get("accountPlanType") != "FREE" else {}
     for line in billing.lines(plan, error, est.per_hour, types, free):

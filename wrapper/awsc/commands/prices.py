@@ -113,8 +113,8 @@ def bill(
     except ValueError as error:
         raise AwscError(f"Invalid --month {month}: {error}; pass this month or an earlier one.") from error
     found = cloud.call(billing.bill, cloud.client("ce", "us-east-1"), start, end)
-    # The Free Tier API has one endpoint, in us-east-1; when it does not answer, one line says so.
-    free_tier = cloud.client("freetier", "us-east-1", attempts=1)
+    # When the Free Tier API does not answer, one line says so.
+    free_tier = billing.free_tier_client()
     plan, error = billing.plan_state(free_tier)
     usage, error = billing.free_tier_usage(free_tier) if plan else ([], error)
     if as_json:
