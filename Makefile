@@ -29,10 +29,11 @@ lint: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint
 
 # The emulator tests are one Ansible run after another: two modules side by side use both cores.
-# The podman ones (Molecule, the local cloud) already do, and time out when they share them: alone.
+# Then the podman ones: Molecule beside the local cloud (xdist groups), which spends minutes
+# waiting on its guard's timers and on apt, so each fills the other's idle time.
 test: venv image lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m "not slow" -n 2 --dist loadscope
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m slow
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m slow -n 2 --dist loadgroup
 
 demo: venv image
 	scripts/demo

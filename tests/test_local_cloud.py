@@ -21,7 +21,8 @@ import pytest
 from awsc.agent import detach_loops
 from conftest import REPO, isolated_env
 
-pytestmark = pytest.mark.slow
+# Both local-cloud modules on one xdist worker, in file order, beside Molecule on the other.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local_cloud")]
 AWSC = str(Path(sys.executable).parent / "awsc")
 
 

@@ -7,6 +7,7 @@ One story in file order, with a local cloud of its own."""
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import boto3
@@ -14,17 +15,22 @@ import pytest
 from conftest import REPO, VENV_BIN, isolated_env
 from test_local_cloud import awsc, our_containers, run_awsc, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local_cloud")]
 
 
-def podman_images() -> list[str]:
-    out = subprocess.run(
-        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/awsc-ami"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()
+def podman_images(tries: int = 3) -> list[str]:
+    """The local cloud's images. A listing can fail while the agent removes one of them (podman
+    exit 125): asked again a second later."""
+    for _ in range(tries):
+        listed = subprocess.run(
+            ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/awsc-ami"],
+            capture_output=True,
+            text=True,
+        )
+        if listed.returncode == 0:
+            return listed.stdout.split()
+        time.sleep(1)
+    raise AssertionError(f"podman images failed {tries} times: {listed.stderr.strip()}")
 
 
 @pytest.fixture(scope="module")
