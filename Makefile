@@ -29,11 +29,18 @@ lint: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint
 
 # The emulator tests are one Ansible run after another: two modules side by side use both cores.
-# Then the podman ones: Molecule beside the local cloud (xdist groups), which spends minutes
-# waiting on its guard's timers and on apt, so each fills the other's idle time.
+# Then the podman ones: Molecule beside the local cloud, two pytest runs (each story keeps its
+# order), as each spends minutes waiting on apt or its guard's timers; Molecule's output follows.
+PYTEST := PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest
 test: venv image lint
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m "not slow" -n 2 --dist loadscope
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m slow -n 2 --dist loadgroup
+	$(PYTEST) -m "not slow" -n 2 --dist loadscope
+	mkdir -p build
+	$(PYTEST) -m slow tests/test_molecule.py --basetemp=/tmp/awsc-tests-molecule >build/molecule-tests.log 2>&1 & \
+	molecule=$$!; \
+	$(PYTEST) -m slow tests/test_local_cloud.py tests/test_local_cloud_images.py; local=$$?; \
+	wait $$molecule; molecule=$$?; \
+	echo "== Molecule (ran beside the local cloud)"; cat build/molecule-tests.log; \
+	exit $$((local || molecule))
 
 demo: venv image
 	scripts/demo

@@ -21,8 +21,7 @@ import pytest
 from awsc.agent import detach_loops
 from conftest import REPO, isolated_env
 
-# Both local-cloud modules on one xdist worker, in file order, beside Molecule on the other.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local_cloud")]
+pytestmark = pytest.mark.slow
 AWSC = str(Path(sys.executable).parent / "awsc")
 
 

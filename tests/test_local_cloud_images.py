@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, VENV_BIN, isolated_env
 from test_local_cloud import awsc, our_containers, run_awsc, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local_cloud")]
+pytestmark = pytest.mark.slow
 
 
 def podman_images(tries: int = 3) -> list[str]:

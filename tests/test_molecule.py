@@ -71,7 +71,6 @@ def _leftovers(scenario: str, env: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("molecule")
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario: str, molecule_env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / f"molecule-{scenario}.log"
