@@ -171,3 +171,11 @@ def valid(data, schema):
 
     jsonschema.validate(data, schema)
     return data
+
+
+@pytest.fixture(scope="session")
+def local_cloud(tmp_path_factory):
+    """One local cloud for the session's stories on it, with the node image baked (tests/localcloud.py)."""
+    import localcloud
+
+    yield from localcloud.start(tmp_path_factory.mktemp("local-cloud"))

@@ -3,7 +3,9 @@ agent turn instances into systemd containers, and the very same playbooks build 
 cluster on them. Only the endpoint and two settings differ from AWS: nodes are reached at their
 private addresses, and /home/awsc and /data are shared with sshfs (this kernel has no NFS).
 
-The tests below are one story on one cluster, in file order: each starts where the last ended."""
+The tests below are one story on one cluster, in file order: each starts where the last ended. It
+starts from the stock image (a configure that installs every package, and a worker killed while
+it does), and its later launches take the session's baked image, as `awsc up` does by default."""
 
 import hashlib
 import json
@@ -12,66 +14,26 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
-from awsc.agent import detach_loops
-from conftest import REPO, isolated_env
+from conftest import REPO
+from localcloud import AWSC, STOCK_AMI, awsc, our_containers, run_awsc, take_down, wait_until
 
 pytestmark = pytest.mark.slow
-AWSC = str(Path(sys.executable).parent / "awsc")
-
-
-def our_containers() -> list[str]:
-    out = subprocess.run(
-        ["podman", "ps", "-a", "--filter", "label=awsc.instance", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()
-
-
-def wait_until(check, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {check.__doc__ or check}")
-
-
-def run_awsc(env, *args, check=True, timeout=1200, input=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [AWSC, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, input=input
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"awsc {' '.join(args)} failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
-def awsc(env, *args, **kwargs) -> str:
-    return run_awsc(env, *args, **kwargs).stdout
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """A home of its own; afterwards no container, loop device or volume file is left."""
-    assert not our_containers(), "containers of an earlier local cloud are still there"
-    home = tmp_path_factory.mktemp("local")
-    env = dict(isolated_env(home, None), CONTAINERS_CONF=str(REPO / "images/containers.conf"))
-    yield env
-    awsc(env, "down", "e2e", "--local", "--delete-volume", "--yes", check=False)
-    awsc(env, "local", "stop", check=False)
-    for name in our_containers():
-        subprocess.run(["podman", "rm", "-f", name], check=False)
-    for image in volumes_dir(env).glob("*.img"):
-        detach_loops(image)
+def cloud(local_cloud):
+    """The session's local cloud; cluster e2e is gone afterwards."""
+    yield local_cloud
+    take_down(local_cloud, "e2e")
+
+
+@pytest.fixture(scope="module")
+def env(cloud):
+    return cloud.env
 
 
 def on_master(env, command: str) -> str:
@@ -90,34 +52,20 @@ def typed(env, hint: str, input=None) -> subprocess.CompletedProcess:
     return run_awsc(env, *shlex.split(hint)[1:], input=input)
 
 
-def volumes_dir(env) -> Path:
-    return Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes"
-
-
 def idle_workers(env) -> list[str]:
     sinfo = on_master(env, 'sinfo --noheader -N -o "%N %t"')
     return sorted(line.split()[0] for line in sinfo.splitlines() if line.split()[1] == "idle")
 
 
-def instance_id(env, node: str) -> str | None:
+def instance_id(cloud, node: str) -> str | None:
     """The running instance of cluster e2e's `node`, asked of the local cloud's emulator."""
-    port_file = Path(env["XDG_STATE_HOME"]) / "awsc/local/emulator.port"
-    if not port_file.exists():
-        return None
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=f"http://127.0.0.1:{port_file.read_text().strip()}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
     filters = [
         {"Name": "tag:awsc:cluster", "Values": ["e2e"]},
         {"Name": "tag:awsc:node", "Values": [node]},
         {"Name": "instance-state-name", "Values": ["running"]},
     ]
     try:
-        found = ec2.describe_instances(Filters=filters)["Reservations"]
+        found = cloud.ec2().describe_instances(Filters=filters)["Reservations"]
     except Exception:  # the emulator is still starting
         return None
     return found[0]["Instances"][0]["InstanceId"] if found else None
@@ -133,19 +81,23 @@ def runs_dpkg(container: str) -> bool:
     return probe.returncode == 0
 
 
-def test_a_worker_killed_mid_configure_leaves_the_others_configured_and_the_next_up_brings_it_in(env, tmp_path):
-    # The first `up` loses node002 while dpkg installs packages on it (the worst moment: dpkg's
-    # journal is left half written). The agent boots the container again, as EC2 would reboot a
-    # crashed instance.
+def test_a_worker_killed_mid_configure_leaves_the_others_configured_and_the_next_up_brings_it_in(cloud, env, tmp_path):
+    # The first `up`, from the stock image, loses node002 while dpkg installs packages on it (the
+    # worst moment: dpkg's journal is left half written). The agent boots the container again, as
+    # EC2 would reboot a crashed instance.
     log = (tmp_path / "up.log").open("w")
     first = subprocess.Popen(
-        [AWSC, "up", "e2e", "--local", "-n", "2", "--yes"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        [AWSC, "up", "e2e", "--local", "-n", "2", "--ami", STOCK_AMI, "--yes"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         container = None
         deadline = time.monotonic() + 900
         while first.poll() is None and time.monotonic() < deadline:
-            if container is None and (iid := instance_id(env, "node002")):
+            if container is None and (iid := instance_id(cloud, "node002")):
                 container = f"awsc-{iid}"
             if container and runs_dpkg(container):
                 subprocess.run(["podman", "kill", container], check=True, capture_output=True)
@@ -185,7 +137,7 @@ def test_a_worker_killed_mid_configure_leaves_the_others_configured_and_the_next
     assert sorted(out.split()) == ["node001", "node002"]
 
 
-def test_data_is_shared_the_agent_restarts_and_a_second_up_changes_nothing(env):
+def test_data_is_shared_the_agent_restarts_and_a_second_up_changes_nothing(cloud, env):
     # /data is on the volume and shared with the workers.
     on_master(env, "echo kept > /data/result.txt")
     assert awsc(env, "ssh", "e2e", "node002", "--local", "--", "cat /data/result.txt").strip() == "kept"
@@ -196,7 +148,7 @@ def test_data_is_shared_the_agent_restarts_and_a_second_up_changes_nothing(env):
     agent_pid = Path(env["XDG_STATE_HOME"]) / "awsc/local/agent.pid"
     old_agent = int(agent_pid.read_text())
     os.kill(old_agent, signal.SIGKILL)
-    master = f"awsc-{instance_id(env, 'master')}"
+    master = f"awsc-{instance_id(cloud, 'master')}"
     subprocess.run(["podman", "exec", master, "rm", "/dev/xvdf"], check=True)
     awsc(env, "local", "start")
     assert int(agent_pid.read_text()) != old_agent
@@ -230,10 +182,10 @@ def test_add_node_then_remove_node(env):
     assert "node003" not in on_master(env, 'sinfo --noheader -N -o "%N"')
 
 
-def test_a_node_showing_another_host_key_is_refused_until_trusted(env):
+def test_a_node_showing_another_host_key_is_refused_until_trusted(cloud, env):
     # The master shows a host key other than the one awsc gave the cluster at launch, as a machine
     # in the way would (or a node rebuilt by hand).
-    master = f"awsc-{instance_id(env, 'master')}"
+    master = f"awsc-{instance_id(cloud, 'master')}"
     swap = "rm /etc/ssh/ssh_host_* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
     # The login user's sessions opened before (Ansible's ControlPersist ones) end too: each new one
     # meets the new key. The cluster user's (sshfs from the workers) stay.
@@ -273,7 +225,7 @@ def test_ssh_config_lets_plain_ssh_reach_every_node(env, tmp_path):
         assert plain.returncode == 0 and plain.stdout.strip() == node, plain.stderr
 
 
-def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(env):
+def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(cloud, env):
     # Written just before down, with no sync: terminate stops the master cleanly (flushing and
     # unmounting /data) before it detaches the volume. Here the loop device's writes land in this
     # machine's page cache whatever the order, so the check below cannot tell a clean stop from a
@@ -284,7 +236,7 @@ def test_down_keeps_the_volume_and_a_new_cluster_finds_its_data(env):
     assert len(reuse) == 1, down
     kept = [reuse[0].split()[-1]]
     wait_until(lambda: not our_containers())
-    image = volumes_dir(env) / f"{kept[0]}.img"
+    image = cloud.volumes_dir() / f"{kept[0]}.img"
     assert image.exists()
     # Read straight from the kept volume's file system, as another machine would see it.
     subprocess.run(["debugfs", "-R", f"dump /last.bin {image}.last", str(image)], capture_output=True, check=True)
@@ -308,10 +260,10 @@ def test_a_kept_volume_survives_a_restart_of_the_local_cloud(env):
     assert on_master(env, "cat /data/result.txt").strip() == "kept"
 
 
-def test_down_delete_volume_leaves_nothing(env):
+def test_down_delete_volume_leaves_nothing(cloud, env):
     gone = awsc(env, "down", "e2e", "--local", "--delete-volume", "--yes")
     assert "nothing is left that bills" in gone
     wait_until(lambda: not our_containers())
-    wait_until(lambda: not list(volumes_dir(env).glob("*.img")))
+    wait_until(lambda: not list(cloud.volumes_dir().glob("*.img")))
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    assert str(volumes_dir(env)) not in loops
+    assert str(cloud.volumes_dir()) not in loops

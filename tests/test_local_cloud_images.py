@@ -2,63 +2,30 @@
 container, the image a `podman commit` of it, and a cluster launched from it configures without
 installing a package and runs R, MPI, Fortran and Python jobs across its workers.
 
-One story in file order, with a local cloud of its own."""
+One story in file order, on the session's local cloud, whose image `img` the session baked
+(tests/localcloud.py); its last test removes that image."""
 
 import json
 import re
 import subprocess
-import time
-from pathlib import Path
 
-import boto3
 import pytest
-from conftest import REPO, VENV_BIN, isolated_env
-from test_local_cloud import awsc, our_containers, run_awsc, wait_until
+from conftest import REPO, VENV_BIN
+from localcloud import IMAGE, awsc, instances, our_containers, podman_images, run_awsc, take_down, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def podman_images(tries: int = 3) -> list[str]:
-    """The local cloud's images. A listing can fail while the agent removes one of them (podman
-    exit 125): asked again a second later."""
-    for _ in range(tries):
-        listed = subprocess.run(
-            ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/awsc-ami"],
-            capture_output=True,
-            text=True,
-        )
-        if listed.returncode == 0:
-            return listed.stdout.split()
-        time.sleep(1)
-    raise AssertionError(f"podman images failed {tries} times: {listed.stderr.strip()}")
+@pytest.fixture(scope="module")
+def cloud(local_cloud):
+    """The session's local cloud; this story's clusters are gone afterwards."""
+    yield local_cloud
+    take_down(local_cloud, "bk", "after")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    assert not our_containers(), "containers of an earlier local cloud are still there"
-    home = tmp_path_factory.mktemp("images")
-    env = dict(isolated_env(home, None), CONTAINERS_CONF=str(REPO / "images/containers.conf"))
-    before = set(podman_images())
-    yield env
-    for cluster in ("bk", "after"):
-        awsc(env, "down", cluster, "--delete-volume", "--yes", check=False)
-    awsc(env, "image", "rm", "img", "--local", check=False)
-    awsc(env, "local", "stop", check=False)
-    for name in our_containers():
-        subprocess.run(["podman", "rm", "-f", name], check=False)
-    for image in set(podman_images()) - before:
-        subprocess.run(["podman", "rmi", "-f", image], check=False)
-
-
-def ec2(env):
-    port = (Path(env["XDG_STATE_HOME"]) / "awsc/local/emulator.port").read_text().strip()
-    return boto3.client(
-        "ec2",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+def env(cloud):
+    return cloud.env
 
 
 def builder_leftovers(client, image: str) -> list[str]:
@@ -72,22 +39,8 @@ def builder_leftovers(client, image: str) -> list[str]:
     return found
 
 
-def instances(client, cluster: str) -> list[dict]:
-    """The cluster's instances that are not terminated."""
-    filters = [
-        {"Name": "tag:awsc:cluster", "Values": [cluster]},
-        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-    ]
-    return [i for r in client.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
-
-
 def images_named(client, image: str) -> list[dict]:
     return client.describe_images(Owners=["self"], Filters=[{"Name": "tag:awsc:image", "Values": [image]}])["Images"]
-
-
-def newest_run(env, state: str, verb: str) -> str:
-    runs = sorted((Path(env["XDG_STATE_HOME"]) / "awsc" / state / "runs").glob(f"*-{verb}"))
-    return next(runs[-1].glob("artifacts/*/stdout")).read_text()
 
 
 def changed_tasks(log: str) -> list[str]:
@@ -96,13 +49,11 @@ def changed_tasks(log: str) -> list[str]:
     return [t.split("]", 1)[0] for t in tasks if re.search(r"^changed: ", t, flags=re.M)]
 
 
-def test_a_failing_bake_leaves_nothing_and_says_why(env):
+def test_a_failing_bake_leaves_nothing_and_says_why(cloud, env):
     """The playbook alone (no awsc), with a package that does not exist."""
     from awsc import local
 
-    awsc(env, "local", "start")
-    address = "http://127.0.0.1:" + (Path(env["XDG_STATE_HOME"]) / "awsc/local/emulator.port").read_text().strip()
-    run_env = dict(env, **local.environment(address))
+    run_env = dict(env, **local.environment(cloud.ec2().meta.endpoint_url))
     extra = {**local.EXTRAVARS, "image_name": "broken", "common_packages": ["awsc-no-such-package"]}
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "playbooks/bake.yml", "-e", json.dumps(extra)],
@@ -115,40 +66,41 @@ def test_a_failing_bake_leaves_nothing_and_says_why(env):
     assert proc.returncode != 0
     assert "The image broken was not made, and nothing of its builder is left" in proc.stdout
     assert "awsc-no-such-package" in proc.stdout
-    client = ec2(env)
+    client = cloud.ec2()
     assert builder_leftovers(client, "broken") == []
     assert images_named(client, "broken") == []
     wait_until(lambda: not our_containers(), timeout=60)
 
 
-def test_bake_makes_one_encrypted_image_and_removes_its_builder(env):
-    out = awsc(env, "image", "bake", "img", "--local", timeout=1800)
-    client = ec2(env)
-    made = images_named(client, "img")
+def test_bake_makes_one_encrypted_image_and_removes_its_builder(cloud, env):
+    # The session baked it (`awsc image bake img --local`): exactly one image, nothing else left.
+    out = cloud.baked
+    client = cloud.ec2()
+    made = images_named(client, IMAGE)
     assert len(made) == 1
     tags = {t["Key"]: t["Value"] for t in made[0]["Tags"]}
-    assert tags["awsc:digest"] == re.search(r"digest ([0-9a-f]{16})", newest_run(env, "_images", "bake")).group(1)
+    assert tags["awsc:digest"] == re.search(r"digest ([0-9a-f]{16})", cloud.newest_run("_images", "bake")).group(1)
     assert tags["awsc:collection"] and tags["awsc:user"] == "admin" and int(tags["awsc:packages"]) > 300
     snapshot = made[0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
     assert client.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["Encrypted"]
     assert f"localhost/awsc-ami:{made[0]['ImageId']}" in podman_images()
-    assert builder_leftovers(client, "img") == []
+    assert builder_leftovers(client, IMAGE) == []
     wait_until(lambda: not our_containers(), timeout=60)
     assert "Julia is left out" in out
 
     listed = json.loads(awsc(env, "image", "ls", "--local", "--json"))
-    assert [(i["name"], i["id"], i["matches"]) for i in listed] == [("img", made[0]["ImageId"], True)]
+    assert [(i["name"], i["id"], i["matches"]) for i in listed] == [(IMAGE, made[0]["ImageId"], True)]
 
-    awsc(env, "image", "bake", "img", "--local")
-    assert "changed=0" in newest_run(env, "_images", "bake").split("PLAY RECAP")[-1]
-    assert len(images_named(client, "img")) == 1
+    awsc(env, "image", "bake", IMAGE, "--local")
+    assert "changed=0" in cloud.newest_run("_images", "bake").split("PLAY RECAP")[-1]
+    assert len(images_named(client, IMAGE)) == 1
 
 
-def test_a_cluster_from_the_image_installs_nothing_and_runs_r_mpi_fortran_python(env):
+def test_a_cluster_from_the_image_installs_nothing_and_runs_r_mpi_fortran_python(cloud, env):
     # Its guard ends it after 2 idle minutes (the next test).
     out = run_awsc(env, "up", "bk", "--local", "-n", "2", "--idle-shutdown", "2", "--yes", timeout=1800)
     assert "Image: img (" in out.stdout
-    changed = changed_tasks(newest_run(env, "bk", "launch"))
+    changed = changed_tasks(cloud.newest_run("bk", "launch"))
     assert changed, "the launch changed nothing at all: the log was not read"
     assert [t for t in changed if "packages" in t or "Install the packages" in t] == []
 
@@ -161,11 +113,11 @@ def test_a_cluster_from_the_image_installs_nothing_and_runs_r_mpi_fortran_python
     assert re.search(r"python numpy \S+ mpi4py \S+ on node001", jobs)
 
 
-def test_an_idle_cluster_ends_itself_and_keeps_its_data(env):
+def test_an_idle_cluster_ends_itself_and_keeps_its_data(cloud, env):
     """The guard on the master, unchanged: 2 minutes with no job and no login, then it powers the
     workers off and the master, and their shutdown behaviour (terminate) ends the instances."""
     awsc(env, "ssh", "bk", "--", "echo before | sudo -u awsc tee /data/before.txt")
-    client = ec2(env)
+    client = cloud.ec2()
     data = [{"Name": "tag:awsc:cluster", "Values": ["bk"]}, {"Name": "tag:awsc:role", "Values": ["data"]}]
     [volume] = client.describe_volumes(Filters=data)["Volumes"]
 
@@ -180,15 +132,15 @@ def test_an_idle_cluster_ends_itself_and_keeps_its_data(env):
     assert (row["name"], row["state"]) == ("bk", "ended")
     assert client.describe_volumes(VolumeIds=[volume["VolumeId"]])["Volumes"][0]["State"] == "available"
     # On the kept volume: the file written before, and why the cluster ended.
-    assert on_volume(env, volume["VolumeId"], "/before.txt") == "before\n"
-    assert json.loads(on_volume(env, volume["VolumeId"], "/.awsc/ended"))["reason"] == "idle"
+    assert on_volume(cloud, volume["VolumeId"], "/before.txt") == "before\n"
+    assert json.loads(on_volume(cloud, volume["VolumeId"], "/.awsc/ended"))["reason"] == "idle"
 
 
-def test_back_with_its_data_a_running_job_keeps_it_up_and_its_budget_ends_it_after_warnings(env):
+def test_back_with_its_data_a_running_job_keeps_it_up_and_its_budget_ends_it_after_warnings(cloud, env):
     # Brought back as `awsc ls` says, with the same volume and its file, now with a budget.
     awsc(env, "up", "bk", "-n", "0", "--budget", "0.05", "--yes", timeout=900)
     assert awsc(env, "ssh", "bk", "--", "cat /data/before.txt").strip() == "before"
-    client = ec2(env)
+    client = cloud.ec2()
     [master] = instances(client, "bk")
     per_hour = float({t["Key"]: t["Value"] for t in master["Tags"]}["awsc:cost-per-hour"])
     awsc(env, "ssh", "bk", "--", "sudo -iu awsc sbatch --wrap 'sleep 900'")
@@ -208,24 +160,24 @@ def test_back_with_its_data_a_running_job_keeps_it_up_and_its_budget_ends_it_aft
     wait_until(warned, timeout=150)
     wait_until(lambda: instances(client, "bk") == [], timeout=300)
     [volume] = client.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["bk-data"]}])["Volumes"]
-    assert json.loads(on_volume(env, volume["VolumeId"], "/.awsc/ended"))["reason"] == "budget"
+    assert json.loads(on_volume(cloud, volume["VolumeId"], "/.awsc/ended"))["reason"] == "budget"
 
 
-def on_volume(env, volume_id: str, path: str) -> str:
+def on_volume(cloud, volume_id: str, path: str) -> str:
     """A file on a detached local volume, read straight from its image."""
-    image = Path(env["XDG_STATE_HOME"]) / "awsc/local/volumes" / f"{volume_id}.img"
+    image = cloud.volumes_dir() / f"{volume_id}.img"
     return subprocess.run(
         ["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, text=True, check=True
     ).stdout
 
 
-def test_images_survive_a_restart_and_image_rm_leaves_nothing(env):
+def test_images_survive_a_restart_and_image_rm_leaves_nothing(cloud, env):
     awsc(env, "down", "bk", "--delete-volume", "--yes")
     awsc(env, "local", "stop")
     awsc(env, "local", "start")
-    client = ec2(env)
-    wait_until(lambda: len(images_named(client, "img")) == 1, timeout=30)
-    again = images_named(client, "img")[0]
+    client = cloud.ec2()
+    wait_until(lambda: len(images_named(client, IMAGE)) == 1, timeout=30)
+    again = images_named(client, IMAGE)[0]
     assert f"localhost/awsc-ami:{again['ImageId']}" in podman_images()
     # What a launch checks of it (provision-only: the containers boot from it, nothing is configured).
     up = awsc(env, "up", "after", "--local", "-n", "0", "--provision-only", "--yes")
@@ -239,8 +191,8 @@ def test_images_survive_a_restart_and_image_rm_leaves_nothing(env):
     awsc(env, "down", "after", "--delete-volume", "--yes")
     snapshot = again["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
 
-    awsc(env, "image", "rm", "img", "--local")
-    assert images_named(client, "img") == []
+    awsc(env, "image", "rm", IMAGE, "--local")
+    assert images_named(client, IMAGE) == []
     assert snapshot not in {s["SnapshotId"] for s in client.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     again = again["ImageId"]
     wait_until(lambda: f"localhost/awsc-ami:{again}" not in podman_images(), timeout=30)
