@@ -2,12 +2,11 @@
 whole pytest session, through the real `awsc` command, and the helpers those stories share.
 
 The session starts it once and bakes the node image `img` on it (`awsc image bake img --local`),
-so the clusters of every story launch from the baked image as `awsc up` does by default; a story
-that needs the stock image (apt at configure) asks for it with `--ami STOCK_AMI`. Afterwards no
+so the clusters of every story launch from the baked image as `awsc up` does by default (the
+stock image's full install is Molecule's, from the same bare node image). Afterwards no
 container, loop device, volume file or podman image of it is left.
 """
 
-import json
 import subprocess
 import sys
 import time
@@ -20,25 +19,30 @@ from awsc.agent import detach_loops
 from conftest import REPO, isolated_env
 
 AWSC = str(Path(sys.executable).parent / "awsc")
-# The local cloud's stock image (wrapper/awsc/data/local-amis.json): the bare node image.
-STOCK_AMI = json.loads((REPO / "wrapper/awsc/data/local-amis.json").read_text())[0]["ami_id"]
 IMAGE = "img"
 
 
 @dataclass
 class LocalCloud:
     env: dict[str, str]
-    # What `awsc image bake` printed when the session baked IMAGE.
+    # What `awsc image bake` printed when the session baked IMAGE, and the image and its snapshot
+    # as EC2 described them then (a restart of the local cloud registers the image again).
     baked: str
+    image: dict
+    snapshot: dict
 
     @property
     def state(self) -> Path:
         return Path(self.env["XDG_STATE_HOME"]) / "awsc"
 
     def ec2(self):
+        return self.client("ec2")
+
+    def client(self, service: str):
+        """A boto3 client of the local cloud's emulator."""
         port = (self.state / "local/emulator.port").read_text().strip()
         return boto3.client(
-            "ec2",
+            service,
             endpoint_url=f"http://127.0.0.1:{port}",
             region_name="us-east-1",
             aws_access_key_id="local",
@@ -120,13 +124,24 @@ def take_down(cloud: LocalCloud, *clusters: str) -> None:
 
 def start(home: Path):
     """The session's local cloud with IMAGE baked on it (a generator for the fixture in conftest)."""
-    assert not our_containers(), "containers of an earlier local cloud are still there"
+    # Containers of an earlier local cloud whose run was killed (a timed-out CI job) would take
+    # this one's addresses: only the local cloud's agent makes containers with this label.
+    for name in our_containers():
+        print(f"removing {name}, left by an earlier local cloud")
+        subprocess.run(["podman", "rm", "-f", name], check=False, capture_output=True)
     env = dict(isolated_env(home, None), CONTAINERS_CONF=str(REPO / "images/containers.conf"))
     images_before = set(podman_images())
     cloud = None
     try:
         awsc(env, "local", "start")
-        cloud = LocalCloud(env, awsc(env, "image", "bake", IMAGE, "--local", timeout=1800))
+        baked = awsc(env, "image", "bake", IMAGE, "--local", timeout=1800)
+        cloud = LocalCloud(env, baked, {}, {})
+        client = cloud.ec2()
+        [cloud.image] = client.describe_images(
+            Owners=["self"], Filters=[{"Name": "tag:awsc:image", "Values": [IMAGE]}]
+        )["Images"]
+        snapshot_id = cloud.image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        [cloud.snapshot] = client.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
         yield cloud
     finally:
         awsc(env, "local", "stop", check=False)

@@ -170,6 +170,22 @@ def test_the_estimate_says_what_a_forgotten_cluster_costs_and_what_the_free_tier
     assert 'Invalid ttl "8h": pass the hours the cluster may run' in refused(fenv, "up", "lost", "--ttl", "8h")
 
 
+def test_the_estimate_of_an_elastic_cluster_is_a_range(fenv):
+    # The master alone ($0.0104 + $0.005 IPv4 + 20 GiB), up to 3 elastic t3.micro workers with their
+    # IPv4 and 10 GiB roots; the guard's budget counts the top of the range.
+    out = ok(fenv, "up", "burst", "--dry-run", "-n", "0", "--max-workers", "3").stdout
+    low, high = 0.0104 + 0.005 + 20 * 0.08 / 730, 4 * (0.0104 + 0.005) + 50 * 0.08 / 730
+    line = f"Elastic: Slurm starts up to 3 more worker(s) for waiting jobs and ends them when idle: from ${low:.4f} to"
+    assert f"{line} ${high:.4f}/hour." in " ".join(out.split())
+    shown = json.loads(ok(fenv, "up", "burst", "--dry-run", "--json", "-n", "0", "--max-workers", "3").stdout)
+    estimate = valid(shown["estimate"], schemas.ESTIMATE)
+    assert estimate["elastic_workers"] == 3
+    assert (estimate["per_hour"], estimate["most_per_hour"]) == (
+        pytest.approx(low, abs=1e-6),
+        pytest.approx(high, abs=1e-6),
+    )
+
+
 def cost_explorer_answers(emulator, *results: dict) -> None:
     """Queue get_cost_and_usage answers in the emulator (moto's API: each new query takes the next)."""
     request = urllib.request.Request(

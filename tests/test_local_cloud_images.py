@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def cloud(local_cloud):
     """The session's local cloud; this story's clusters are gone afterwards."""
     yield local_cloud
-    take_down(local_cloud, "bk", "after")
+    take_down(local_cloud, "bk")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,11 @@ def test_a_failing_bake_leaves_nothing_and_says_why(cloud, env):
     from awsc import local
 
     run_env = dict(env, **local.environment(cloud.ec2().meta.endpoint_url))
-    extra = {**local.EXTRAVARS, "image_name": "broken", "common_packages": ["awsc-no-such-package"]}
+    extra = {
+        **local.extravars(run_env["AWS_ENDPOINT_URL"]),
+        "image_name": "broken",
+        "common_packages": ["awsc-no-such-package"],
+    }
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "playbooks/bake.yml", "-e", json.dumps(extra)],
         cwd=REPO,
@@ -73,20 +77,19 @@ def test_a_failing_bake_leaves_nothing_and_says_why(cloud, env):
 
 
 def test_bake_makes_one_encrypted_image_and_removes_its_builder(cloud, env):
-    # The session baked it (`awsc image bake img --local`): exactly one image, nothing else left.
-    out = cloud.baked
+    # The session baked it (`awsc image bake img --local`): one image (described right after the
+    # bake: a restart of the local cloud since registers it again), nothing of its builder left.
     client = cloud.ec2()
     made = images_named(client, IMAGE)
     assert len(made) == 1
-    tags = {t["Key"]: t["Value"] for t in made[0]["Tags"]}
+    tags = {t["Key"]: t["Value"] for t in cloud.image["Tags"]}
     assert tags["awsc:digest"] == re.search(r"digest ([0-9a-f]{16})", cloud.newest_run("_images", "bake")).group(1)
     assert tags["awsc:collection"] and tags["awsc:user"] == "admin" and int(tags["awsc:packages"]) > 300
-    snapshot = made[0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
-    assert client.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["Encrypted"]
+    assert cloud.snapshot["Encrypted"]
     assert f"localhost/awsc-ami:{made[0]['ImageId']}" in podman_images()
     assert builder_leftovers(client, IMAGE) == []
     wait_until(lambda: not our_containers(), timeout=60)
-    assert "Julia is left out" in out
+    assert "Julia is left out" in cloud.baked
 
     listed = json.loads(awsc(env, "image", "ls", "--local", "--json"))
     assert [(i["name"], i["id"], i["matches"]) for i in listed] == [(IMAGE, made[0]["ImageId"], True)]
@@ -129,7 +132,8 @@ def test_an_idle_cluster_ends_itself_and_keeps_its_data(cloud, env):
     wait_until(lambda: instances(client, "bk") == [], timeout=420)
     wait_until(lambda: not our_containers(), timeout=60)
     [row] = json.loads(awsc(env, "ls", "--local", "--json"))
-    assert (row["name"], row["state"]) == ("bk", "ended")
+    assert (row["name"], row["state"], row["ended_by"]) == ("bk", "ended", "idle")
+    assert "ended: idle" in awsc(env, "ls", "--local")
     assert client.describe_volumes(VolumeIds=[volume["VolumeId"]])["Volumes"][0]["State"] == "available"
     # On the kept volume: the file written before, and why the cluster ended.
     assert on_volume(cloud, volume["VolumeId"], "/before.txt") == "before\n"
@@ -161,6 +165,30 @@ def test_back_with_its_data_a_running_job_keeps_it_up_and_its_budget_ends_it_aft
     wait_until(lambda: instances(client, "bk") == [], timeout=300)
     [volume] = client.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["bk-data"]}])["Volumes"]
     assert json.loads(on_volume(cloud, volume["VolumeId"], "/.awsc/ended"))["reason"] == "budget"
+    assert "ended: budget" in awsc(env, "ls", "--local")
+
+
+def test_back_again_its_time_limit_ends_it_after_warnings(cloud, env):
+    awsc(env, "up", "bk", "-n", "0", "--ttl", "1", "--yes", timeout=900)
+    assert awsc(env, "ssh", "bk", "--", "cat /data/before.txt").strip() == "before"
+    awsc(env, "ssh", "bk", "--", "sudo -iu awsc sbatch --wrap 'sleep 900'")
+    # The lever again: launched 58 minutes ago, by the guard's clock, so its hour ends in 2 minutes.
+    shift = 'c = json.load(open(p)); c["launched_at"] = time.time() - 58 * 60; open(p, "w").write(json.dumps(c))'
+    awsc(env, "ssh", "bk", "--", f"sudo python3 -c 'import json, time; p = \"/etc/awsc/guard.json\"; {shift}'")
+    assert "ttl: in 2 minutes" in awsc(env, "status", "bk")
+
+    def warned():
+        """the guard's time-limit warning in the master's journal"""
+        journal = awsc(env, "ssh", "bk", "--", "sudo journalctl -u awsc-guard.service -o cat")
+        return "reaches its time limit: awsc ends it in" in journal
+
+    wait_until(warned, timeout=150)
+    client = cloud.ec2()
+    wait_until(lambda: instances(client, "bk") == [], timeout=300)
+    [volume] = client.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["bk-data"]}])["Volumes"]
+    assert json.loads(on_volume(cloud, volume["VolumeId"], "/.awsc/ended"))["reason"] == "ttl"
+    [row] = json.loads(awsc(env, "ls", "--local", "--json"))
+    assert (row["state"], row["ended_by"]) == ("ended", "ttl")
 
 
 def on_volume(cloud, volume_id: str, path: str) -> str:
@@ -171,29 +199,14 @@ def on_volume(cloud, volume_id: str, path: str) -> str:
     ).stdout
 
 
-def test_images_survive_a_restart_and_image_rm_leaves_nothing(cloud, env):
+def test_image_rm_leaves_nothing(cloud, env):
+    # (That images survive a restart of the local cloud: test_local_cloud.py.)
     awsc(env, "down", "bk", "--delete-volume", "--yes")
-    awsc(env, "local", "stop")
-    awsc(env, "local", "start")
     client = cloud.ec2()
-    wait_until(lambda: len(images_named(client, IMAGE)) == 1, timeout=30)
-    again = images_named(client, IMAGE)[0]
-    assert f"localhost/awsc-ami:{again['ImageId']}" in podman_images()
-    # What a launch checks of it (provision-only: the containers boot from it, nothing is configured).
-    up = awsc(env, "up", "after", "--local", "-n", "0", "--provision-only", "--yes")
-    assert f"Image: img ({again['ImageId']})" in up
-    # A node that powers itself off (as the guard makes them) ends as its launch asked, here
-    # terminate (on_limit's default): the agent does what EC2's hypervisor does.
-    [master] = instances(client, "after")
-    subprocess.run(["podman", "exec", f"awsc-{master['InstanceId']}", "systemctl", "poweroff"], check=True)
-    wait_until(lambda: instances(client, "after") == [], timeout=60)
-    wait_until(lambda: not our_containers(), timeout=60)
-    awsc(env, "down", "after", "--delete-volume", "--yes")
-    snapshot = again["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
-
+    [image] = images_named(client, IMAGE)
+    snapshot = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
     awsc(env, "image", "rm", IMAGE, "--local")
     assert images_named(client, IMAGE) == []
     assert snapshot not in {s["SnapshotId"] for s in client.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
-    again = again["ImageId"]
-    wait_until(lambda: f"localhost/awsc-ami:{again}" not in podman_images(), timeout=30)
+    wait_until(lambda: f"localhost/awsc-ami:{image['ImageId']}" not in podman_images(), timeout=30)
     assert "No awsc images" in awsc(env, "image", "ls", "--local")

@@ -13,7 +13,9 @@ It polls the emulator and reconciles podman with it, as EC2's hypervisor and clo
 - CreateImage is `podman commit` of the instance's container to localhost/awsc-ami:AMI_ID, and an
   instance of that AMI starts from it. The emulator keeps such an image pending until the agent has
   committed it and calls EnableImage (its private signal: EC2 makes the image available itself);
-  deregistered, the podman image goes.
+  deregistered, the podman image goes;
+- the EC2 API is relayed from the network's gateway to the emulator, so nodes reach it as
+  instances reach EC2's endpoint (a master starts its elastic workers through it).
 
     python -m awsc.agent --endpoint http://127.0.0.1:PORT --state-dir DIR
 
@@ -28,12 +30,15 @@ again under a new id (and the podman image tagged with it) when the emulator has
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +54,8 @@ AMI_REPOSITORY = "localhost/awsc-ami"
 # The login user of the node image, as on Debian's AMIs.
 LOGIN_USER = "admin"
 LOOP_MAJOR = 7
+# Linux's IP_FREEBIND (socket module lacks the name): bind to an address not (yet) on an interface.
+IP_FREEBIND = 15
 GIB = 1024**3
 # How systemd ends in a container when told to stop (poweroff, or SIGRTMIN+3 from podman stop).
 CLEAN_EXITS = (0, 130)
@@ -65,6 +72,52 @@ def detach_loops(image: Path) -> None:
     attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout
     for line in attached.splitlines():
         subprocess.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+
+
+def relay_api(port: int, address: str = VPC_GATEWAY) -> None:
+    """The EC2 API where the nodes reach it (a master launches its elastic workers through it): a
+    relay from the podman network's gateway (never 0.0.0.0) to the emulator on 127.0.0.1:`port`."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # The bridge gets the gateway's address with its first container: bind before it exists.
+    listener.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    listener.bind((address, port))
+    listener.listen(32)
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while True:
+            client, _ = listener.accept()
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True, name="api-relay").start()
+
+
+def host_key_files(cloud_config: dict) -> dict[str, str]:
+    """The host keys of a cloud-config (`ssh_keys`), by file name under /etc/ssh."""
+    files = {}
+    for entry, value in (cloud_config.get("ssh_keys") or {}).items():
+        kind, _, half = entry.rpartition("_")  # ed25519_private, ed25519_public
+        if half in ("private", "public"):
+            files[f"ssh_host_{kind}_key" + (".pub" if half == "public" else "")] = value.strip() + "\n"
+    return files
 
 
 @dataclass
@@ -129,10 +182,11 @@ class Agent:
             "--privileged",
             self.image_of(instance["ImageId"]), "/sbin/init",
         )  # fmt: skip
-        self.install_host_keys(name, self.host_keys(iid))
+        config = self.cloud_config(iid)
+        self.install_host_keys(name, host_key_files(config))
         podman("start", name)
         self.own_hostname(name)
-        self.install_key(name, instance.get("KeyName"))
+        self.install_key(name, instance.get("KeyName"), config.get("ssh_authorized_keys") or [])
 
     def image_of(self, ami_id: str) -> str:
         """The podman image an instance of `ami_id` boots: its baked image, else the node image."""
@@ -140,22 +194,14 @@ class Agent:
         exists = subprocess.run(["podman", "image", "exists", baked], capture_output=True).returncode == 0
         return baked if exists else self.image
 
-    def host_keys(self, instance_id: str) -> dict[str, str]:
-        """The host keys of the instance's cloud-config (`ssh_keys`), by file name under /etc/ssh."""
+    def cloud_config(self, instance_id: str) -> dict:
+        """The instance's cloud-config user data (empty for other user data)."""
         import yaml
 
         attribute = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
         encoded = attribute.get("UserData", {}).get("Value")
         text = base64.b64decode(encoded).decode() if encoded else ""
-        if not text.startswith("#cloud-config"):
-            return {}
-        keys = (yaml.safe_load(text) or {}).get("ssh_keys") or {}
-        files = {}
-        for entry, value in keys.items():
-            kind, _, half = entry.rpartition("_")  # ed25519_private, ed25519_public
-            if half in ("private", "public"):
-                files[f"ssh_host_{kind}_key" + (".pub" if half == "public" else "")] = value.strip() + "\n"
-        return files
+        return (yaml.safe_load(text) or {}) if text.startswith("#cloud-config") else {}
 
     @staticmethod
     def install_host_keys(container: str, files: dict[str, str]) -> None:
@@ -195,12 +241,15 @@ class Agent:
         """podman bind-mounts /etc/hostname on every start; EC2 nodes may rewrite theirs."""
         podman("exec", container, "umount", "/etc/hostname", check=False)
 
-    def install_key(self, container: str, key_name: str | None) -> None:
-        """What cloud-init does: the key pair's public key, for the login user with sudo."""
-        if not key_name:
+    def install_key(self, container: str, key_name: str | None, more: list[str]) -> None:
+        """What cloud-init does: the key pair's public key and the user data's ssh_authorized_keys,
+        for the login user with sudo."""
+        keys = [k.strip() for k in more]
+        if key_name:
+            pairs = self.ec2.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)["KeyPairs"]
+            keys.insert(0, pairs[0].get("PublicKey", "").strip() if pairs else "")
+        if not any(keys):
             return
-        pairs = self.ec2.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)["KeyPairs"]
-        public_key = pairs[0].get("PublicKey", "").strip() if pairs else ""
         script = (
             f"id {LOGIN_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo {LOGIN_USER}\n"
             f"install -d -m 700 -o {LOGIN_USER} -g {LOGIN_USER} /home/{LOGIN_USER}/.ssh\n"
@@ -211,7 +260,7 @@ class Agent:
         )
         subprocess.run(
             ["podman", "exec", "-i", container, "sh", "-c", script],
-            input=public_key + "\n",
+            input="".join(k + "\n" for k in keys if k),
             text=True,
             check=True,
             capture_output=True,
@@ -398,6 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
+    relay_api(int(args.endpoint.rsplit(":", 1)[1]))
     Agent(ec2, args.state_dir, args.image, args.network).run(args.interval)
 
 

@@ -164,6 +164,21 @@ def ended_clusters(region: str, alive: set[str], ec2=None) -> list[str]:
     return sorted(names - alive)
 
 
+def ended_by(region: str, ec2=None) -> dict[str, str]:
+    """Why each cluster's guard ended (or stopped) it: its master's tag awsc:ended-by, newest launch
+    first. EC2 shows a terminated instance for about an hour; a stopped one keeps it."""
+    ec2 = ec2 or client("ec2", region)
+    masters = _instances(
+        ec2, [{"Name": "tag-key", "Values": ["awsc:ended-by"]}, {"Name": "tag:awsc:role", "Values": ["master"]}]
+    )
+    reasons: dict[str, str] = {}
+    for master in sorted(masters, key=lambda i: str(i.get("LaunchTime", ""))):
+        tags = _tags(master)
+        if "awsc:cluster" in tags:
+            reasons[tags["awsc:cluster"]] = tags["awsc:ended-by"]
+    return reasons
+
+
 def volumes(region: str, name: str | None = None, ec2=None) -> list[dict[str, Any]]:
     """Volumes of a cluster (tag awsc:cluster), or, without a name, every volume awsc made or adopted."""
     ec2 = ec2 or client("ec2", region)

@@ -127,6 +127,14 @@ def stop() -> int:
     return len(names)
 
 
+def extravars(address: str) -> dict:
+    """EXTRAVARS, and where the nodes reach the EC2 API: the agent's relay on the network's gateway
+    (on AWS the master uses the region's endpoint with its instance profile)."""
+    from awsc.agent import VPC_GATEWAY
+
+    return {**EXTRAVARS, "cluster_ec2_endpoint": f"http://{VPC_GATEWAY}:{address.rsplit(':', 1)[1]}"}
+
+
 def environment(address: str) -> dict[str, str]:
     """What --local sets for playbook runs and AWS queries."""
     return {

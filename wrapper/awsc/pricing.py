@@ -57,6 +57,10 @@ class Estimate:
     unknown: list[str] = field(default_factory=list)
     spot_hour: float = 0.0  # what the spot workers cost per hour now (counted in per_hour)
     spot_max_hour: float | None = None  # the most the spot workers can cost, per hour
+    # Elastic workers (max_workers above workers): how many Slurm may start, and what they add per
+    # hour while all run (instance, IPv4, root volume); per_hour counts none of them.
+    elastic_workers: int = 0
+    elastic_hour: float = 0.0
     taken: str = ""
 
     @property
@@ -65,10 +69,10 @@ class Estimate:
 
     @property
     def most_per_hour(self) -> float:
-        """The most it can cost per hour (spot workers at their maximum): what the guard's budget counts."""
-        if self.spot_max_hour is None:
-            return self.per_hour
-        return self.per_hour - self.spot_hour + self.spot_max_hour
+        """The most it can cost per hour (spot workers at their maximum, every elastic worker up): what
+        the guard's budget counts."""
+        spot = 0.0 if self.spot_max_hour is None else self.spot_max_hour - self.spot_hour
+        return self.per_hour + spot + self.elastic_hour
 
     @property
     def per_month(self) -> float:
@@ -87,6 +91,8 @@ class Estimate:
             "storage_month": round(self.storage_month, 2),
             "unknown": self.unknown,
             "prices_taken": self.taken,
+            "elastic_workers": self.elastic_workers,
+            "most_per_hour": round(self.most_per_hour, 6),
             "lines": [
                 {"what": x.what, "count": x.count, "unit": x.unit, "per_hour": x.per_hour, "note": x.note}
                 for x in self.lines
@@ -145,7 +151,14 @@ def estimate(
             )
     ipv4 = prices["public_ipv4_hour"]
     est.lines.append(Line("public IPv4 addresses", nodes, ipv4, ipv4 * nodes))
-    gib = nodes * int(settings["root_volume_size"])
+    root_gib = int(settings["root_volume_size"])
+    est.elastic_workers = max(0, int(settings.get("max_workers") or workers) - workers)
+    if est.elastic_workers:
+        # On demand: elastic workers are launched by the master, never as spot instances.
+        unit = on_demand(settings["worker_instance_type"]) or 0.0
+        per_node = unit + ipv4 + root_gib * prices["gp3_gib_month"] / HOURS_PER_MONTH
+        est.elastic_hour = est.elastic_workers * per_node
+    gib = nodes * root_gib
     if not settings.get("volume_id"):
         gib += int(settings["volume_size"])
     est.storage_gib = gib

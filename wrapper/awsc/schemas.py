@@ -73,6 +73,8 @@ CLUSTER = {
         "aws_cost_per_hour",
     ],
     "properties": {
+        # `awsc ls` only: why its guard ended or stopped it (idle, ttl, budget), when its master says.
+        "ended_by": {"enum": ["idle", "ttl", "budget", None]},
         "name": STRING,
         "region": STRING,
         "state": {"enum": ["running", "stopped", "pending", "stopping", "mixed", "ended"]},
@@ -101,8 +103,21 @@ STATUS = {
         "nodes": {"type": "array", "items": NODE},
         "scheduler": {
             "type": "object",
-            "required": ["reachable", "output", "error"],
-            "properties": {"reachable": {"type": "boolean"}, "output": NULLABLE_STRING, "error": NULLABLE_STRING},
+            "required": ["reachable", "output", "error", "nodes"],
+            "properties": {
+                "reachable": {"type": "boolean"},
+                "output": NULLABLE_STRING,
+                "error": NULLABLE_STRING,
+                # Slurm's nodes with their power state (powered down, powering up, idle, allocated, down: why).
+                "nodes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["node", "state", "power", "reason"],
+                        "properties": {"node": STRING, "state": STRING, "power": STRING, "reason": STRING},
+                    },
+                },
+            },
         },
         # `awsc-guard status` on the master: the time or money left (null: no guard, or not asked).
         "guard": NULLABLE_STRING,
@@ -150,10 +165,25 @@ CONFIG = {
 
 ESTIMATE = {
     "type": "object",
-    "required": ["region", "per_hour", "per_month", "storage_gib", "storage_month", "unknown", "prices_taken", "lines"],
+    "required": [
+        "region",
+        "per_hour",
+        "per_month",
+        "storage_gib",
+        "storage_month",
+        "unknown",
+        "prices_taken",
+        "elastic_workers",
+        "most_per_hour",
+        "lines",
+    ],
     "properties": {
         "region": STRING,
+        # With every node up (but no elastic worker), and the most it can cost: spot workers at their
+        # maximum price and every elastic worker up.
         "per_hour": NUMBER,
+        "most_per_hour": NUMBER,
+        "elastic_workers": INTEGER,
         "per_month": NUMBER,
         "storage_gib": INTEGER,
         "storage_month": NUMBER,

@@ -220,7 +220,7 @@ def run_vars(extravars: dict[str, Any]) -> dict[str, Any]:
     if os.environ.get("AWSC_LOCAL") == "1":
         from awsc import local as local_cloud
 
-        return {**extravars, **local_cloud.EXTRAVARS}
+        return {**extravars, **local_cloud.extravars(os.environ["AWS_ENDPOINT_URL"])}
     return extravars
 
 

@@ -91,10 +91,14 @@ def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> N
     now = datetime.now(UTC)
     clusters = cloud.all_clusters(region, ec2)
     clusters.update({name: [] for name in cloud.ended_clusters(region, set(clusters), ec2)})
+    reasons = cloud.ended_by(region, ec2)
     rows = [
         _summary(name, region, members, cloud.volumes(region, name, ec2), table, now, where.local)
         for name, members in sorted(clusters.items())
     ]
+    for row in rows:
+        # What the guard ended or stopped; a cluster running again was brought back since.
+        row["ended_by"] = reasons.get(row["name"]) if row["state"] in ("ended", "stopped") else None
     if as_json:
         emit_json(rows)
         return
@@ -114,7 +118,7 @@ def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> N
         workers = f"{row['workers']} × {','.join(row['worker_instance_types'])}" if row["workers"] else "0"
         t.add_row(
             row["name"],
-            row["state"],
+            f"{row['state']}: {row['ended_by']}" if row["ended_by"] else row["state"],
             str(row["nodes"]),
             row["master_instance_type"] or "-",
             workers,
@@ -125,14 +129,53 @@ def ls_(region: Region = None, as_json: Json = False, local: Local = False) -> N
     for row in rows:
         if row["state"] == "ended":
             name = row["name"]
+            why = (
+                f"its guard ended it ({GUARD_REASONS.get(row['ended_by'], row['ended_by'])})"
+                if row["ended_by"]
+                else "its guard, or a failed launch, ended them"
+            )
             typer.echo(
-                f"{name} has no instance left (its guard, or a failed launch, ended them): `awsc up {name}` "
+                f"{name} has no instance left ({why}): `awsc up {name}` "
                 f"brings it back with its /data volume, `awsc down {name}` removes what is left."
             )
 
 
+# The guard's reasons (its master's tag awsc:ended-by), in words.
+GUARD_REASONS = {"idle": "idle too long", "ttl": "its time limit", "budget": "its budget"}
+
 # Where the guard's lines begin in the status command's output.
 GUARD_MARK = "--- awsc-guard ---"
+NODES_MARK = "--- slurm nodes ---"
+
+
+# Slurm's compact state suffixes for power saving (sinfo %t).
+POWER_SUFFIXES = {"~": "powered down", "#": "powering up", "%": "powering down", "!": "powering down soon"}
+
+
+def slurm_nodes(listed: str) -> list[dict[str, str]]:
+    """`sinfo -h -N -o '%N|%t|%E'` -> each node's state and power state: powered down, powering up,
+    idle, allocated, or down with its reason."""
+    nodes: dict[str, dict[str, str]] = {}
+    for line in listed.splitlines():
+        if line.count("|") < 2:
+            continue
+        node, state, reason = (part.strip() for part in line.split("|", 2))
+        suffix = state[-1:] if state[-1:] in POWER_SUFFIXES else ""
+        base = state.rstrip("~#%!*$@^-")
+        if suffix:
+            power = POWER_SUFFIXES[suffix]
+        elif base in ("down", "drain", "drng", "fail", "failg"):
+            power = f"down: {reason}" if reason and reason != "none" else "down"
+        elif base in ("alloc", "mix", "comp"):
+            power = "allocated"
+        elif base == "idle":
+            power = "idle"
+        else:
+            power = base
+        if suffix == "~" and reason and reason != "none":
+            power += f" ({reason})"
+        nodes[node] = {"node": node, "state": state, "power": power, "reason": "" if reason == "none" else reason}
+    return list(nodes.values())
 
 
 @app.command()
@@ -158,7 +201,7 @@ def status(
     summary = _summary(
         name, region, members, cloud.volumes(region, name), pricing.load_table(), datetime.now(UTC), where.local
     )
-    scheduler: dict[str, Any] = {"reachable": False, "output": None, "error": None}
+    scheduler: dict[str, Any] = {"reachable": False, "output": None, "error": None, "nodes": []}
     guard = ""
     master = next((m for m in members if m.role == "master"), None)
     if no_scheduler:
@@ -170,7 +213,9 @@ def status(
             # The scheduler the cluster was launched with, from its master's tag (any machine knows it).
             sge = master.tags.get("awsc:scheduler") == "sge"
             view = "qhost; echo; qstat -f -u '*'" if sge else "sinfo; echo; squeue"
-            # And what the guard has left, when the cluster has one (one ssh for both).
+            # Each Slurm node's state, for its power state (elastic workers).
+            view += "" if sge else f"; echo {NODES_MARK}; sinfo -h -N -o '%N|%t|%E'"
+            # And what the guard has left, when the cluster has one (one ssh for all).
             view += f"; if command -v awsc-guard >/dev/null; then echo {GUARD_MARK}; awsc-guard status; fi"
             argv = ssh.ssh_command(name, members, master, [view], connect_timeout=5, batch=True)
             rc, text = ssh.capture(argv, timeout=20)
@@ -178,7 +223,8 @@ def status(
             rc, text = 255, str(e)
         if rc == 0:
             text, _, guard = text.partition(f"{GUARD_MARK}\n")
-            scheduler.update(reachable=True, output=text)
+            text, _, listed = text.partition(f"{NODES_MARK}\n")
+            scheduler.update(reachable=True, output=text, nodes=slurm_nodes(listed))
         else:
             scheduler["error"] = f"the master did not answer over ssh (rc {rc}): {' '.join(text.split())}"
     if as_json:
@@ -205,6 +251,10 @@ def status(
     if scheduler["reachable"]:
         out.print("Scheduler:")
         out.print(scheduler["output"], markup=False)
+        if any(n["state"][-1:] in POWER_SUFFIXES for n in scheduler["nodes"]):
+            out.print("Slurm's nodes (elastic workers start for jobs and end when idle):")
+            for n in scheduler["nodes"]:
+                out.print(f"  {n['node']}: {n['power']}", markup=False)
     else:
         out.print(f"Scheduler: unreachable — {scheduler['error']}", markup=False)
     if guard:

@@ -44,14 +44,25 @@ def _print_estimate(est, threshold: float) -> None:
     out.print(f"  Total: {total}" + ("" if est.complete else " + the unknown prices"), markup=False)
     if est.spot_max_hour is not None:
         out.print(f"  Spot workers bill at most ${est.spot_max_hour:.4f}/hour together.", markup=False)
+    if est.elastic_workers:
+        out.print(
+            f"  Elastic: Slurm starts up to {est.elastic_workers} more worker(s) for waiting jobs and ends them when "
+            f"idle: from ${est.per_hour:.4f} to ${est.most_per_hour:.4f}/hour.",
+            markup=False,
+        )
     if est.unknown:
         out.print(f"  No price for {', '.join(est.unknown)} in {est.region}: `awsc price --refresh` looks it up.")
     out.print(f"  Stopped, the volumes still cost ${est.storage_month:.2f}/month.", markup=False)
 
 
-def _price_for_the_guard(settings: dict[str, Any], est) -> None:
+def _price_for_the_guard(settings: dict[str, Any], region: str, spot_price: float | None = None) -> None:
     """The guard's budget counts with the most the cluster can cost per hour (on the local cloud:
-    what it stands for on AWS); unknown prices leave the setting as it was."""
+    what it stands for on AWS), its /data volume included whether new or kept: the same figure for
+    every run of the same settings. Unknown prices leave the setting as it was."""
+    from awsc import pricing
+
+    counted = {key: value for key, value in settings.items() if key != "volume_id"}
+    est = pricing.estimate({**counted, "region": region}, spot_price=spot_price)
     if est.complete:
         settings["cost_per_hour"] = f"{est.most_per_hour:.6f}"
 
@@ -88,7 +99,8 @@ def _compare(name: str, region: str, members, settings: dict[str, Any], explicit
     cluster, except that a template's default count never removes workers by itself.
     """
     master = next((m for m in members if m.role == "master"), None)
-    workers = [m for m in members if m.role == "worker"]
+    # Elastic workers come and go with the jobs: the cluster's size is its static workers.
+    workers = [m for m in members if m.role == "worker" and m.tags.get("awsc:elastic") != "true"]
     differences = []
     if master and master.instance_type != settings["master_instance_type"]:
         differences.append(f"master_instance_type {master.instance_type} (asked: {settings['master_instance_type']})")
@@ -179,6 +191,16 @@ def up(
     on_limit: Annotated[
         str | None, typer.Option("--on-limit", help="terminate | stop: what ending it does to the instances.")
     ] = None,
+    max_workers: Annotated[
+        int | None,
+        typer.Option("--max-workers", help="Workers in all: Slurm starts those above -n for jobs (elastic)."),
+    ] = None,
+    idle_minutes: Annotated[
+        int | None, typer.Option("--idle-minutes", help="Minutes idle before an elastic worker ends.")
+    ] = None,
+    resume_timeout: Annotated[
+        int | None, typer.Option("--resume-timeout", help="Seconds an elastic worker has to start and join.")
+    ] = None,
     region: Region = None,
     yes: Yes = False,
     verbose: Verbose = False,
@@ -218,6 +240,9 @@ def up(
         "ttl": ttl,
         "budget": budget,
         "on_limit": on_limit,
+        "max_workers": max_workers,
+        "idle_minutes": idle_minutes,
+        "resume_timeout": resume_timeout,
         # --local, --region or where the cluster already is wins over the config's region.
         "region": where.region if chosen else None,
     }
@@ -256,7 +281,7 @@ def up(
                     err=as_json,
                 )
     est = pricing.estimate(priced, spot_price=spot_now)
-    _price_for_the_guard(settings, est)
+    _price_for_the_guard(settings, region, spot_now)
     if local:
         # What it stands for on AWS, shown beside; the local cloud itself costs nothing.
         aws, est = est, pricing.Estimate(region="local", taken="free: the local cloud runs on this machine")
@@ -433,14 +458,14 @@ def start(name: Name, region: Region = None, verbose: Verbose = False, local: Lo
 def _resize(
     name: str, region: str, members, workers: int, provision_only: bool, verbose: bool, remove: list[str] | None = None
 ) -> None:
-    from awsc import cloud, config, pricing
+    from awsc import cloud, config
     from awsc import cluster as cluster_
 
     settings = config.playbook_defaults()
     settings.update(cluster_.saved_settings(name))
     settings.update(cloud.settings_of(region, name, members))
     settings["workers"] = workers
-    _price_for_the_guard(settings, pricing.estimate({**settings, "region": region}))
+    _price_for_the_guard(settings, region)
     verb = "provision" if provision_only else "launch"
     run_playbook(
         verb, name, {**settings, "name": name, "remove_nodes": remove or []}, region, verbose, resume_hints(name)

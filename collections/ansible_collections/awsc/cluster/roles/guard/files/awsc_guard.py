@@ -1,18 +1,19 @@
 #!/usr/bin/python3
 """awsc-guard: the master ends its own cluster when it is idle, past its time limit or over its
-budget, and needs no cloud credentials for it.
+budget, and needs no cloud credentials to end it.
 
 Every minute `awsc-guard check` reads the limits and prices configure wrote (GUARD_CONFIG), looks
 at the queue (squeue, or qstat on Grid Engine) and the logged-in users (who), and decides:
 nothing, a warning (to every terminal with wall, and to the journal), or the end. The nodes were
 launched with InstanceInitiatedShutdownBehavior set to the cluster's on_limit, so powering them
 off terminates (or stops) them: the workers first, then the master. The data volume is never
-touched.
+touched; the reason goes to a file on it, and to the master's tag awsc:ended-by (its instance
+profile allows that tag, and boto3 sends it) for `awsc ls`.
 
     awsc-guard status            what is left: time, money, idle minutes
     sudo awsc-guard postpone 2h  keep an idle cluster up longer (never past the ttl)
 
-Only the standard library: it runs on the node's own python3.
+The standard library, and boto3 for the tag only: it runs on the node's own python3.
 """
 
 from __future__ import annotations
@@ -240,11 +241,44 @@ def _busy(config: dict) -> bool:
     return jobs > 0 or sessions(_run("who") or "") > 0
 
 
+def _tag_master(ec2_config: dict, reason: str) -> str | None:
+    """Tags the master awsc:ended-by=REASON with its instance profile (which allows that tag on the
+    cluster's instances only), so `awsc ls` says why; returns why it could not."""
+    if not ec2_config.get("cluster"):
+        return "no cluster name"
+    try:
+        import boto3  # Debian's python3-boto3
+
+        options = {"region_name": ec2_config["region"]}
+        if ec2_config.get("endpoint"):
+            # The local cloud: its emulator, which takes any key.
+            options.update(
+                endpoint_url=ec2_config["endpoint"], aws_access_key_id="local", aws_secret_access_key="local"
+            )
+        ec2 = boto3.client("ec2", **options)
+        filters = [
+            {"Name": "tag:awsc:cluster", "Values": [ec2_config["cluster"]]},
+            {"Name": "tag:awsc:role", "Values": ["master"]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+        found = [
+            i["InstanceId"] for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]
+        ]
+        if found:
+            ec2.create_tags(Resources=found, Tags=[{"Key": "awsc:ended-by", "Value": reason}])
+        return None if found else "the master was not found"
+    except Exception as error:  # no boto3, no rights, no network: the volume's file still says why
+        return str(error) or type(error).__name__
+
+
 def _end(config: dict, reason: str) -> None:
-    """Records why, powers the workers off, then the master."""
+    """Records why (the data volume's file, the master's tag), powers the workers off, then the master."""
     ended = Path(config.get("data_dir", "/data")) / ".awsc" / "ended"
     ended.parent.mkdir(parents=True, exist_ok=True)
     ended.write_text(json.dumps({"reason": reason, "at": time.time()}) + "\n")
+    failed = _tag_master(config.get("ec2", {}), reason)
+    if failed:
+        print(f"awsc-guard: the master is not tagged awsc:ended-by ({failed}); {ended} says why.", flush=True)
     for worker in config.get("workers", []):
         _run("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"root@{worker}", "systemctl", "poweroff")
     subprocess.run(["systemctl", "poweroff"], check=False)
