@@ -90,6 +90,22 @@ def _print_free_tier(est, settings: dict[str, Any], ec2) -> None:
         typer.echo(line)
 
 
+def _static_workers(members) -> list:
+    """The always-on workers: elastic ones come and go with the jobs (Slurm starts and ends them)."""
+    return [m for m in members if m.role == "worker" and m.tags.get("awsc:elastic") != "true"]
+
+
+def _room_for_the_workers(settings: dict[str, Any], explicit: set[str], members) -> None:
+    """max_workers counts the always-on workers too. Unless asked for now, a cluster without elastic
+    workers (max_workers its worker count) keeps none when it grows or shrinks, and one with them
+    keeps its maximum, raised when the always-on workers pass it."""
+    recorded = str(settings.get("max_workers") or "")
+    if "max_workers" in explicit or not recorded.isdigit():
+        return
+    wanted = int(settings["workers"])
+    settings["max_workers"] = wanted if int(recorded) <= len(_static_workers(members)) else max(int(recorded), wanted)
+
+
 def _compare(name: str, region: str, members, settings: dict[str, Any], explicit: set[str]) -> None:
     """`up` of an existing cluster must ask for the cluster it is: refuse settings that differ.
 
@@ -99,8 +115,7 @@ def _compare(name: str, region: str, members, settings: dict[str, Any], explicit
     cluster, except that a template's default count never removes workers by itself.
     """
     master = next((m for m in members if m.role == "master"), None)
-    # Elastic workers come and go with the jobs: the cluster's size is its static workers.
-    workers = [m for m in members if m.role == "worker" and m.tags.get("awsc:elastic") != "true"]
+    workers = _static_workers(members)
     differences = []
     if master and master.instance_type != settings["master_instance_type"]:
         differences.append(f"master_instance_type {master.instance_type} (asked: {settings['master_instance_type']})")
@@ -263,6 +278,7 @@ def up(
         master = next((m for m in members if m.role == "master"), None)
         kept = config.settings_from_tags(master.tags) if master else {}
         settings.update({key: value for key, value in kept.items() if key not in explicit})
+        _room_for_the_workers(settings, explicit, members)
         _compare(name, region, members, settings, explicit)
 
     spot_now = None
@@ -465,6 +481,7 @@ def _resize(
     settings.update(cluster_.saved_settings(name))
     settings.update(cloud.settings_of(region, name, members))
     settings["workers"] = workers
+    _room_for_the_workers(settings, set(), members)
     _price_for_the_guard(settings, region)
     verb = "provision" if provision_only else "launch"
     run_playbook(
@@ -499,7 +516,7 @@ def add_node(
 
     region = where.region
     members = members_of(region, name)
-    workers = [m for m in members if m.role == "worker"]
+    workers = _static_workers(members)
     worker_type = workers[0].instance_type if workers else members[0].instance_type
     price = pricing.instance_price(pricing.load_table(), region, worker_type)
     more = "unknown" if price is None else f"${price * count:.4f}/hour"
@@ -528,7 +545,7 @@ def remove_node(
     where = place_for(name, local, region)
     region = where.region
     members = members_of(region, name)
-    workers = sorted((m for m in members if m.role == "worker"), key=lambda m: m.node)
+    workers = sorted(_static_workers(members), key=lambda m: m.node)
     if not workers:
         raise AwscError(f"Cluster {name} has no workers to remove.")
     if node not in {m.node for m in workers} | {m.instance_id for m in workers}:
